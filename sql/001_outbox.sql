@@ -37,10 +37,14 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 
+-- Look only in the schema the tables below are created in (the first
+-- existing schema of the search_path), not along the whole search_path: a
+-- table of either name in a later schema must neither block nor hide this.
 DO $$
 BEGIN
-	IF to_regclass('notification_outbox') IS NOT NULL
-	   AND to_regclass('notification_schema_version') IS NULL THEN
+	IF current_schema() IS NOT NULL
+	   AND to_regclass(format('%I.notification_outbox', current_schema())) IS NOT NULL
+	   AND to_regclass(format('%I.notification_schema_version', current_schema())) IS NULL THEN
 		RAISE EXCEPTION 'a table notification_outbox already exists in schema % and was not created by s3o-notify',
 			current_schema()
 		USING HINT = 'It is probably s3-orchestrator''s own outbox. Drain it (let its dispatcher deliver every row) and DROP it, or rename it (ALTER TABLE notification_outbox RENAME TO notification_outbox_old), then apply this migration again.';
@@ -81,6 +85,9 @@ CREATE TABLE IF NOT EXISTS notification_outbox (
 -- The claim of new events walks this partial index in id order.
 CREATE INDEX IF NOT EXISTS notification_outbox_new_idx
 	ON notification_outbox (id) WHERE NOT fanned_out;
+-- The sweep finds events whose last delivery row is gone through this one.
+CREATE INDEX IF NOT EXISTS notification_outbox_fanned_idx
+	ON notification_outbox (id) WHERE fanned_out;
 
 CREATE TABLE IF NOT EXISTS notification_delivery (
 	outbox_id bigint NOT NULL,

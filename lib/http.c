@@ -1,0 +1,283 @@
+#include "http.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct http_xfer {
+	struct http_xfer *next, *prev; /* in the active list, or next in the free list */
+	struct http *h;
+	CURL *easy;
+	http_done_cb cb;
+	void *arg;
+	struct curl_slist extra; /* links the per-request header before the shared ones */
+	char extra_buf[128];
+	char retry_after[64];
+	bool has_retry_after;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http_sock {
+	struct event *ev;
+	curl_socket_t fd;
+};
+
+struct http {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer;
+	struct http_xfer *free_list; /* finished transfers, easy handles kept for reuse */
+	struct http_xfer *active_list;
+	unsigned active;
+};
+
+/* Take a transfer out of the multi handle and keep it for reuse. */
+static void xfer_release(struct http *h, struct http_xfer *x)
+{
+	curl_multi_remove_handle(h->multi, x->easy);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		h->active_list = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	h->active--;
+	x->prev = NULL;
+	x->next = h->free_list;
+	h->free_list = x;
+}
+
+static void check_done(struct http *h)
+{
+	CURLMsg *msg;
+	int left;
+	while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		struct http_xfer *x;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		CURLcode rc = msg->data.result;
+		struct http_result r = {0};
+		curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &r.seconds);
+		if (rc == CURLE_OK) {
+			curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r.status);
+			r.retry_after = x->has_retry_after ? x->retry_after : NULL;
+		} else {
+			r.error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+		}
+		xfer_release(h, x);
+		x->cb(&r, x->arg);
+	}
+}
+
+static void sock_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http *h = arg;
+	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+	int running;
+	curl_multi_socket_action(h->multi, fd, flags, &running);
+	check_done(h);
+}
+
+static void timer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct http *h = arg;
+	int running;
+	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(h);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	(void)easy;
+	struct http *h = userp;
+	struct http_sock *hs = socketp;
+	if (what == CURL_POLL_REMOVE) {
+		if (hs) {
+			event_free(hs->ev);
+			free(hs);
+			curl_multi_assign(h->multi, s, NULL);
+		}
+		return 0;
+	}
+	if (!hs) {
+		hs = calloc(1, sizeof(*hs));
+		if (!hs)
+			return -1;
+		hs->fd = s;
+		curl_multi_assign(h->multi, s, hs);
+	} else {
+		event_free(hs->ev);
+	}
+	short flags = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) |
+		      (what & CURL_POLL_OUT ? EV_WRITE : 0);
+	hs->ev = event_new(h->base, s, flags, sock_event_cb, h);
+	if (!hs->ev)
+		return -1;
+	event_add(hs->ev, NULL);
+	return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	(void)multi;
+	struct http *h = userp;
+	if (timeout_ms < 0) {
+		evtimer_del(h->timer);
+		return 0;
+	}
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	evtimer_add(h->timer, &tv);
+	return 0;
+}
+
+static size_t discard_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+/* Keep the Retry-After value; curl calls this once per header line. */
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	struct http_xfer *x = userdata;
+	size_t n = size * nitems;
+	static const char name[] = "retry-after:";
+	if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+		const char *v = buf + sizeof(name) - 1;
+		const char *end = buf + n;
+		while (v < end && isspace((unsigned char)*v))
+			v++;
+		while (end > v && isspace((unsigned char)end[-1]))
+			end--;
+		size_t len = (size_t)(end - v);
+		if (len < sizeof(x->retry_after)) {
+			memcpy(x->retry_after, v, len);
+			x->retry_after[len] = '\0';
+			x->has_retry_after = true;
+		}
+	}
+	return n;
+}
+
+struct http *http_new(struct event_base *base, unsigned max_connections)
+{
+	struct http *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->base = base;
+	h->multi = curl_multi_init();
+	h->timer = evtimer_new(base, timer_event_cb, h);
+	if (!h->multi || !h->timer) {
+		http_free(h);
+		return NULL;
+	}
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_connections);
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	return h;
+}
+
+void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	/* Running transfers are abandoned: remove them before the multi goes. */
+	while (h->active_list)
+		xfer_release(h, h->active_list);
+	while (h->free_list) {
+		struct http_xfer *x = h->free_list;
+		h->free_list = x->next;
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
+	curl_multi_cleanup(h->multi);
+	if (h->timer)
+		event_free(h->timer);
+	free(h);
+}
+
+static struct http_xfer *xfer_get(struct http *h)
+{
+	struct http_xfer *x = h->free_list;
+	if (x) {
+		h->free_list = x->next;
+		curl_easy_reset(x->easy);
+		return x;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->easy = curl_easy_init();
+	if (!x->easy) {
+		free(x);
+		return NULL;
+	}
+	x->h = h;
+	return x;
+}
+
+int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
+{
+	struct http_xfer *x = xfer_get(h);
+	if (!x)
+		return -1;
+	x->cb = cb;
+	x->arg = arg;
+	x->has_retry_after = false;
+	x->errbuf[0] = '\0';
+
+	struct curl_slist *headers = (struct curl_slist *)req->headers;
+	if (req->extra_header) {
+		snprintf(x->extra_buf, sizeof(x->extra_buf), "%s", req->extra_header);
+		x->extra.data = x->extra_buf;
+		x->extra.next = headers;
+		headers = &x->extra;
+	}
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (req->ca_file && req->ca_file[0])
+		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+		x->next = h->free_list;
+		h->free_list = x;
+		return -1;
+	}
+	x->prev = NULL;
+	x->next = h->active_list;
+	if (x->next)
+		x->next->prev = x;
+	h->active_list = x;
+	h->active++;
+	return 0;
+}
+
+unsigned http_active(const struct http *h)
+{
+	return h->active;
+}

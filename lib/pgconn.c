@@ -1,0 +1,356 @@
+#include "pgconn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define PGCONN_BACKOFF_MIN_MS	  100
+#define PGCONN_BACKOFF_MAX_MS	  5000
+#define PGCONN_CONNECT_TIMEOUT_MS 10000
+
+enum pgconn_state { PGCONN_DOWN, PGCONN_CONNECTING, PGCONN_UP };
+
+struct pgquery {
+	struct pgquery *next;
+	char *sql;
+	int nparams;
+	char **values;
+	pgconn_result_cb cb;
+	void *arg;
+};
+
+struct pgconn {
+	struct event_base *base;
+	char *conninfo;
+	char *name;
+	uint64_t query_timeout_ms;
+	struct pgconn_callbacks cbs;
+	void *arg;
+
+	enum pgconn_state state;
+	PGconn *conn;
+	struct event *io;
+	struct event *timer;
+	short io_flags;
+	uint64_t backoff_ms;
+	bool sent;	/* the head query has been sent */
+	PGresult *last; /* its latest result so far */
+	struct pgquery *head, *tail;
+	unsigned nqueries;
+};
+
+static void io_cb(evutil_socket_t fd, short what, void *arg);
+
+static void timer_arm(struct pgconn *c, uint64_t ms)
+{
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(c->timer, &tv);
+}
+
+static void watch(struct pgconn *c, short flags)
+{
+	if (c->io_flags == flags)
+		return;
+	event_del(c->io);
+	c->io_flags = flags;
+	if (!flags)
+		return;
+	event_assign(c->io, c->base, PQsocket(c->conn), flags | EV_PERSIST, io_cb, c);
+	event_add(c->io, NULL);
+}
+
+static void query_free(struct pgquery *q)
+{
+	for (int i = 0; q->values && i < q->nparams; i++)
+		free(q->values[i]);
+	free(q->values);
+	free(q->sql);
+	free(q);
+}
+
+static struct pgquery *query_pop(struct pgconn *c)
+{
+	struct pgquery *q = c->head;
+	c->head = q->next;
+	if (!c->head)
+		c->tail = NULL;
+	c->nqueries--;
+	c->sent = false;
+	return q;
+}
+
+/* Close the connection, fail every queued query and schedule a reconnect. */
+static void lost(struct pgconn *c, const char *why)
+{
+	bool was_up = c->state == PGCONN_UP;
+	watch(c, 0);
+	evtimer_del(c->timer);
+	PQclear(c->last);
+	c->last = NULL;
+	PQfinish(c->conn);
+	c->conn = NULL;
+	c->state = PGCONN_DOWN;
+	log_warn("database connection %s down: %s (retrying in %llu ms)", c->name, why,
+		 (unsigned long long)c->backoff_ms);
+	timer_arm(c, c->backoff_ms);
+	c->backoff_ms *= 2;
+	if (c->backoff_ms > PGCONN_BACKOFF_MAX_MS)
+		c->backoff_ms = PGCONN_BACKOFF_MAX_MS;
+	while (c->head) {
+		struct pgquery *q = query_pop(c);
+		q->cb(NULL, q->arg);
+		query_free(q);
+	}
+	if (was_up && c->cbs.down)
+		c->cbs.down(c->arg);
+}
+
+static void conn_error(struct pgconn *c)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", c->conn ? PQerrorMessage(c->conn) : "out of memory");
+	msg[strcspn(msg, "\n")] = '\0';
+	lost(c, msg);
+}
+
+static void send_next(struct pgconn *c)
+{
+	if (c->state != PGCONN_UP || c->sent || !c->head)
+		return;
+	struct pgquery *q = c->head;
+	if (!PQsendQueryParams(c->conn, q->sql, q->nparams, NULL, (const char *const *)q->values,
+			       NULL, NULL, 0)) {
+		conn_error(c);
+		return;
+	}
+	c->sent = true;
+	timer_arm(c, c->query_timeout_ms);
+	int f = PQflush(c->conn);
+	if (f < 0)
+		conn_error(c);
+	else
+		watch(c, f ? EV_READ | EV_WRITE : EV_READ);
+}
+
+static void poll_connect(struct pgconn *c)
+{
+	switch (PQconnectPoll(c->conn)) {
+	case PGRES_POLLING_READING:
+		watch(c, EV_READ);
+		return;
+	case PGRES_POLLING_WRITING:
+		watch(c, EV_WRITE);
+		return;
+	case PGRES_POLLING_FAILED:
+		conn_error(c);
+		return;
+	default:
+		break;
+	}
+	evtimer_del(c->timer);
+	if (PQsetnonblocking(c->conn, 1) != 0) {
+		conn_error(c);
+		return;
+	}
+	c->state = PGCONN_UP;
+	watch(c, EV_READ);
+	log_info("database connection %s up", c->name);
+	if (c->cbs.up)
+		c->cbs.up(c->arg);
+	send_next(c);
+}
+
+static void connect_start(struct pgconn *c)
+{
+	/* dbname comes after application_name so a URL may override it. */
+	const char *keys[] = {"application_name",    "dbname",		 "keepalives", "keepalives_idle",
+			      "keepalives_interval", "keepalives_count", NULL};
+	const char *vals[] = {"s3o-notifyd", c->conninfo, "1", "10", "5", "3", NULL};
+	c->conn = PQconnectStartParams(keys, vals, 1);
+	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
+		conn_error(c);
+		return;
+	}
+	c->state = PGCONN_CONNECTING;
+	timer_arm(c, PGCONN_CONNECT_TIMEOUT_MS);
+	c->io_flags = 0;
+	watch(c, EV_WRITE);
+}
+
+/* Read what arrived: notifications, and the running query's results. */
+static void read_input(struct pgconn *c)
+{
+	if (!PQconsumeInput(c->conn)) {
+		conn_error(c);
+		return;
+	}
+	PGnotify *n;
+	while ((n = PQnotifies(c->conn)) != NULL) {
+		if (c->cbs.notify)
+			c->cbs.notify(n->relname, c->arg);
+		PQfreemem(n);
+		if (c->state != PGCONN_UP)
+			return;
+	}
+	while (c->sent && !PQisBusy(c->conn)) {
+		PGresult *res = PQgetResult(c->conn);
+		if (res) {
+			/* Keep the last result of the query; NULL marks its end. */
+			PQclear(c->last);
+			c->last = res;
+			continue;
+		}
+		evtimer_del(c->timer);
+		struct pgquery *q = query_pop(c);
+		PGresult *last = c->last;
+		c->last = NULL;
+		q->cb(last, q->arg);
+		PQclear(last);
+		query_free(q);
+		if (c->state != PGCONN_UP)
+			return;
+		send_next(c);
+	}
+}
+
+static void io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	struct pgconn *c = arg;
+	if (c->state == PGCONN_CONNECTING) {
+		poll_connect(c);
+		return;
+	}
+	if (what & EV_WRITE) {
+		int f = PQflush(c->conn);
+		if (f < 0) {
+			conn_error(c);
+			return;
+		}
+		watch(c, f ? EV_READ | EV_WRITE : EV_READ);
+	}
+	if (what & EV_READ)
+		read_input(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pgconn *c = arg;
+	switch (c->state) {
+	case PGCONN_DOWN:
+		connect_start(c);
+		break;
+	case PGCONN_CONNECTING:
+		lost(c, "connect timed out");
+		break;
+	case PGCONN_UP:
+		lost(c, "query timed out");
+		break;
+	}
+}
+
+struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const char *name,
+			  uint64_t query_timeout_ms, const struct pgconn_callbacks *cbs, void *arg)
+{
+	struct pgconn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->base = base;
+	c->conninfo = strdup(conninfo);
+	c->name = strdup(name);
+	c->query_timeout_ms = query_timeout_ms;
+	c->cbs = *cbs;
+	c->arg = arg;
+	c->backoff_ms = PGCONN_BACKOFF_MIN_MS;
+	c->io = event_new(base, -1, 0, io_cb, c);
+	c->timer = evtimer_new(base, timer_cb, c);
+	if (!c->conninfo || !c->name || !c->io || !c->timer) {
+		pgconn_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void pgconn_free(struct pgconn *c)
+{
+	if (!c)
+		return;
+	if (c->io) {
+		event_del(c->io);
+		event_free(c->io);
+	}
+	if (c->timer) {
+		evtimer_del(c->timer);
+		event_free(c->timer);
+	}
+	PQclear(c->last);
+	PQfinish(c->conn);
+	while (c->head)
+		query_free(query_pop(c));
+	free(c->conninfo);
+	free(c->name);
+	free(c);
+}
+
+void pgconn_start(struct pgconn *c)
+{
+	connect_start(c);
+}
+
+bool pgconn_is_up(const struct pgconn *c)
+{
+	return c->state == PGCONN_UP;
+}
+
+unsigned pgconn_pending(const struct pgconn *c)
+{
+	return c->nqueries;
+}
+
+void pgconn_reset_backoff(struct pgconn *c)
+{
+	c->backoff_ms = PGCONN_BACKOFF_MIN_MS;
+}
+
+void pgconn_reconnect(struct pgconn *c)
+{
+	if (c->state != PGCONN_DOWN)
+		lost(c, "reset by the dispatcher");
+}
+
+int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *values,
+		 pgconn_result_cb cb, void *arg)
+{
+	if (c->state != PGCONN_UP)
+		return -1;
+	struct pgquery *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -1;
+	q->sql = strdup(sql);
+	q->values = calloc((size_t)nparams + 1, sizeof(char *));
+	q->nparams = nparams;
+	q->cb = cb;
+	q->arg = arg;
+	bool ok = q->sql && q->values;
+	for (int i = 0; ok && i < nparams; i++) {
+		q->values[i] = values[i] ? strdup(values[i]) : NULL;
+		ok = !values[i] || q->values[i];
+	}
+	if (!ok) {
+		query_free(q);
+		return -1;
+	}
+	if (c->tail)
+		c->tail->next = q;
+	else
+		c->head = q;
+	c->tail = q;
+	c->nqueries++;
+	send_next(c);
+	return 0;
+}

@@ -1,0 +1,402 @@
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static const char SQL_SCHEMA_VERSION[] = "SELECT max(version) FROM notification_schema_version";
+
+static const char SQL_CLAIM_NEW[] =
+	"WITH c AS (SELECT id FROM notification_outbox"
+	" WHERE NOT fanned_out AND (lease_until IS NULL OR lease_until < now())"
+	" ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+	" UPDATE notification_outbox o"
+	" SET lease_until = now() + $2 * interval '1 millisecond', claim_token = gen_random_uuid()"
+	" FROM c WHERE o.id = c.id"
+	" RETURNING o.id, o.claim_token, o.event_id, o.event_type, o.subject, o.source,"
+	" o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint";
+
+static const char SQL_CLAIM_RETRIES[] =
+	"WITH c AS (SELECT d.outbox_id, d.endpoint"
+	" FROM unnest($1::text[], $2::int[]) AS e(endpoint, lim) CROSS JOIN LATERAL"
+	" (SELECT outbox_id, endpoint FROM notification_delivery"
+	" WHERE endpoint = e.endpoint AND due_at <= now()"
+	" AND (lease_until IS NULL OR lease_until < now())"
+	" ORDER BY due_at LIMIT e.lim FOR UPDATE SKIP LOCKED) d)"
+	" UPDATE notification_delivery d"
+	" SET lease_until = now() + $3 * interval '1 millisecond', claim_token = gen_random_uuid()"
+	" FROM c, notification_outbox o"
+	" WHERE d.outbox_id = c.outbox_id AND d.endpoint = c.endpoint AND o.id = d.outbox_id"
+	" RETURNING o.id, d.claim_token, o.event_id, o.event_type, o.subject, o.source,"
+	" o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint,"
+	" d.endpoint, d.attempts";
+
+static const char SQL_UNKNOWN_ENDPOINTS[] =
+	"SELECT endpoint, count(*) FROM notification_delivery"
+	" WHERE endpoint <> ALL($1::text[]) GROUP BY endpoint ORDER BY endpoint";
+
+static const char SQL_NEXT_DUE[] =
+	"SELECT ceil(extract(epoch FROM min(due_at) - now()) * 1000)::bigint"
+	" FROM notification_delivery WHERE endpoint = ANY($1::text[])"
+	" AND (lease_until IS NULL OR lease_until < now())";
+
+static const char SQL_CLEANUP[] =
+	"DELETE FROM notification_outbox o WHERE fanned_out"
+	" AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
+
+static const char SQL_NEW_DONE[] =
+	"DELETE FROM notification_outbox o USING unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+	" WHERE o.id = s.id AND o.claim_token = s.token";
+
+static const char SQL_NEW_RELEASE[] =
+	"UPDATE notification_outbox o SET lease_until = NULL, claim_token = NULL"
+	" FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+	" WHERE o.id = s.id AND o.claim_token = s.token";
+
+/* The token check makes a late daemon's settlement a no-op, so the rows are
+ * inserted only for events this claim still holds. */
+static const char SQL_NEW_FANOUT[] =
+	"WITH o AS (UPDATE notification_outbox o"
+	" SET fanned_out = true, lease_until = NULL, claim_token = NULL"
+	" FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+	" WHERE o.id = s.id AND o.claim_token = s.token RETURNING o.id)"
+	" INSERT INTO notification_delivery (outbox_id, endpoint, attempts, due_at, last_error)"
+	" SELECT r.id, r.endpoint, r.attempts, now() + r.delay * interval '1 millisecond', r.err"
+	" FROM unnest($3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[])"
+	" AS r(id, endpoint, attempts, delay, err) JOIN o ON o.id = r.id"
+	" ON CONFLICT DO NOTHING";
+
+/* One statement sees one snapshot: the final DELETE must discount the
+ * delivery rows this same statement deletes. A concurrent settlement of the
+ * same event's other delivery can leave the event behind; store_cleanup()
+ * removes it at the next sweep. */
+static const char SQL_RETRY_SETTLE[] =
+	"WITH done AS (DELETE FROM notification_delivery d"
+	" USING unnest($1::bigint[], $2::text[], $3::uuid[]) AS s(id, endpoint, token)"
+	" WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
+	" RETURNING d.outbox_id, d.endpoint),"
+	" again AS (UPDATE notification_delivery d SET attempts = s.attempts,"
+	" due_at = now() + s.delay * interval '1 millisecond',"
+	" last_error = coalesce(s.err, d.last_error), lease_until = NULL, claim_token = NULL"
+	" FROM unnest($4::bigint[], $5::text[], $6::uuid[], $7::int[], $8::bigint[], $9::text[])"
+	" AS s(id, endpoint, token, attempts, delay, err)"
+	" WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
+	" RETURNING 1)"
+	" DELETE FROM notification_outbox o"
+	" WHERE o.id IN (SELECT outbox_id FROM done) AND o.fanned_out"
+	" AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id"
+	" AND (d.outbox_id, d.endpoint) NOT IN (SELECT outbox_id, endpoint FROM done))";
+
+/* A PostgreSQL array literal under construction: "{a,b,...". */
+struct arr {
+	char *p;
+	size_t len, cap;
+	size_t n;
+};
+
+static void arr_reserve(struct arr *a, size_t more)
+{
+	if (a->len + more + 2 <= a->cap)
+		return;
+	size_t cap = a->cap ? a->cap : 256;
+	while (a->len + more + 2 > cap)
+		cap *= 2;
+	char *p = realloc(a->p, cap);
+	if (!p) {
+		/* Settlement state cannot be dropped silently: fail loudly. */
+		log_error("out of memory building a settlement");
+		abort();
+	}
+	a->p = p;
+	a->cap = cap;
+}
+
+static void arr_sep(struct arr *a)
+{
+	arr_reserve(a, 1);
+	a->p[a->len++] = a->n++ ? ',' : '{';
+}
+
+static void arr_int(struct arr *a, int64_t v)
+{
+	arr_sep(a);
+	arr_reserve(a, 24);
+	a->len += (size_t)snprintf(a->p + a->len, a->cap - a->len, "%" PRId64, v);
+}
+
+/* Quoted element with " and \ escaped; NULL becomes the SQL NULL. */
+static void arr_str(struct arr *a, const char *s)
+{
+	arr_sep(a);
+	if (!s) {
+		arr_reserve(a, 4);
+		memcpy(a->p + a->len, "NULL", 4);
+		a->len += 4;
+		return;
+	}
+	arr_reserve(a, 2 * strlen(s) + 2);
+	a->p[a->len++] = '"';
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			a->p[a->len++] = '\\';
+		a->p[a->len++] = *s;
+	}
+	a->p[a->len++] = '"';
+}
+
+/* The finished literal; arr_reserve always leaves room for "}\0". */
+static const char *arr_text(struct arr *a)
+{
+	if (a->n == 0)
+		return "{}";
+	a->p[a->len] = '}';
+	a->p[a->len + 1] = '\0';
+	return a->p;
+}
+
+enum {
+	/* new_done, new_release: id, token */
+	A_DONE_ID,
+	A_DONE_TOKEN,
+	A_REL_ID,
+	A_REL_TOKEN,
+	/* new_fanout: id, token; fanout rows: id, endpoint, attempts, delay, error */
+	A_FAN_ID,
+	A_FAN_TOKEN,
+	A_ROW_ID,
+	A_ROW_ENDPOINT,
+	A_ROW_ATTEMPTS,
+	A_ROW_DELAY,
+	A_ROW_ERROR,
+	/* retry_done: id, endpoint, token */
+	A_RDONE_ID,
+	A_RDONE_ENDPOINT,
+	A_RDONE_TOKEN,
+	/* retry_again: id, endpoint, token, attempts, delay, error */
+	A_AGAIN_ID,
+	A_AGAIN_ENDPOINT,
+	A_AGAIN_TOKEN,
+	A_AGAIN_ATTEMPTS,
+	A_AGAIN_DELAY,
+	A_AGAIN_ERROR,
+	A_COUNT
+};
+
+struct store_batch {
+	struct arr a[A_COUNT];
+	uint64_t min_delay;
+};
+
+struct store_batch *store_batch_new(void)
+{
+	struct store_batch *b = calloc(1, sizeof(*b));
+	if (b)
+		b->min_delay = UINT64_MAX;
+	return b;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+	if (!b)
+		return;
+	for (int i = 0; i < A_COUNT; i++)
+		free(b->a[i].p);
+	free(b);
+}
+
+bool store_batch_empty(const struct store_batch *b)
+{
+	return b->a[A_DONE_ID].n == 0 && b->a[A_REL_ID].n == 0 && b->a[A_FAN_ID].n == 0 &&
+	       b->a[A_RDONE_ID].n == 0 && b->a[A_AGAIN_ID].n == 0;
+}
+
+uint64_t store_batch_min_delay(const struct store_batch *b)
+{
+	return b->min_delay;
+}
+
+static void note_delay(struct store_batch *b, uint64_t delay_ms)
+{
+	if (delay_ms < b->min_delay)
+		b->min_delay = delay_ms;
+}
+
+void store_batch_new_done(struct store_batch *b, int64_t id, const char *token)
+{
+	arr_int(&b->a[A_DONE_ID], id);
+	arr_str(&b->a[A_DONE_TOKEN], token);
+}
+
+void store_batch_new_release(struct store_batch *b, int64_t id, const char *token)
+{
+	arr_int(&b->a[A_REL_ID], id);
+	arr_str(&b->a[A_REL_TOKEN], token);
+}
+
+void store_batch_new_fanout(struct store_batch *b, int64_t id, const char *token)
+{
+	arr_int(&b->a[A_FAN_ID], id);
+	arr_str(&b->a[A_FAN_TOKEN], token);
+}
+
+void store_batch_fanout_row(struct store_batch *b, int64_t id, const char *endpoint, int attempts,
+			    uint64_t delay_ms, const char *error)
+{
+	arr_int(&b->a[A_ROW_ID], id);
+	arr_str(&b->a[A_ROW_ENDPOINT], endpoint);
+	arr_int(&b->a[A_ROW_ATTEMPTS], attempts);
+	arr_int(&b->a[A_ROW_DELAY], (int64_t)delay_ms);
+	arr_str(&b->a[A_ROW_ERROR], error);
+	note_delay(b, delay_ms);
+}
+
+void store_batch_retry_done(struct store_batch *b, int64_t id, const char *endpoint,
+			    const char *token)
+{
+	arr_int(&b->a[A_RDONE_ID], id);
+	arr_str(&b->a[A_RDONE_ENDPOINT], endpoint);
+	arr_str(&b->a[A_RDONE_TOKEN], token);
+}
+
+void store_batch_retry_again(struct store_batch *b, int64_t id, const char *endpoint,
+			     const char *token, int attempts, uint64_t delay_ms, const char *error)
+{
+	arr_int(&b->a[A_AGAIN_ID], id);
+	arr_str(&b->a[A_AGAIN_ENDPOINT], endpoint);
+	arr_str(&b->a[A_AGAIN_TOKEN], token);
+	arr_int(&b->a[A_AGAIN_ATTEMPTS], attempts);
+	arr_int(&b->a[A_AGAIN_DELAY], (int64_t)delay_ms);
+	arr_str(&b->a[A_AGAIN_ERROR], error);
+	note_delay(b, delay_ms);
+}
+
+/* Completion of a multi-statement settlement: one reference per statement
+ * plus one held while they are being queued. */
+struct settle_ctx {
+	store_settle_cb cb;
+	void *arg;
+	unsigned refs;
+	bool ok;
+};
+
+static void settle_unref(struct settle_ctx *s)
+{
+	if (--s->refs > 0)
+		return;
+	s->cb(s->ok, s->arg);
+	free(s);
+}
+
+static void settle_result_cb(PGresult *res, void *arg)
+{
+	struct settle_ctx *s = arg;
+	if (!res) {
+		s->ok = false;
+	} else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_error("settlement failed: %s", PQresultErrorMessage(res));
+		s->ok = false;
+	}
+	settle_unref(s);
+}
+
+static void settle_send(struct pgconn *c, struct settle_ctx *s, const char *sql,
+			struct store_batch *b, int first, int count)
+{
+	const char *v[9];
+	for (int i = 0; i < count; i++)
+		v[i] = arr_text(&b->a[first + i]);
+	s->refs++;
+	if (pgconn_query(c, sql, count, v, settle_result_cb, s) != 0) {
+		s->refs--;
+		s->ok = false;
+	}
+}
+
+int store_settle(struct pgconn *c, const struct store_batch *cb_batch, store_settle_cb cb,
+		 void *arg)
+{
+	/* arr_text() only writes the terminator into reserved space. */
+	struct store_batch *b = (struct store_batch *)cb_batch;
+	struct settle_ctx *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -1;
+	s->cb = cb;
+	s->arg = arg;
+	s->refs = 1;
+	s->ok = true;
+	if (b->a[A_DONE_ID].n)
+		settle_send(c, s, SQL_NEW_DONE, b, A_DONE_ID, 2);
+	if (b->a[A_FAN_ID].n)
+		settle_send(c, s, SQL_NEW_FANOUT, b, A_FAN_ID, 7);
+	if (b->a[A_REL_ID].n)
+		settle_send(c, s, SQL_NEW_RELEASE, b, A_REL_ID, 2);
+	if (b->a[A_RDONE_ID].n || b->a[A_AGAIN_ID].n)
+		settle_send(c, s, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9);
+	settle_unref(s);
+	return 0;
+}
+
+int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
+{
+	return pgconn_query(c, SQL_SCHEMA_VERSION, 0, NULL, cb, arg);
+}
+
+int store_claim_new(struct pgconn *c, unsigned limit, uint64_t lease_ms, pgconn_result_cb cb,
+		    void *arg)
+{
+	char lim[16], lease[24];
+	snprintf(lim, sizeof(lim), "%u", limit);
+	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
+	const char *v[] = {lim, lease};
+	return pgconn_query(c, SQL_CLAIM_NEW, 2, v, cb, arg);
+}
+
+static const char *names_array(struct arr *a, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		arr_str(a, names[i]);
+	return arr_text(a);
+}
+
+int store_claim_retries(struct pgconn *c, const char *const *endpoints, const unsigned *limits,
+			size_t n, uint64_t lease_ms, pgconn_result_cb cb, void *arg)
+{
+	struct arr names = {0}, lims = {0};
+	for (size_t i = 0; i < n; i++)
+		arr_int(&lims, limits[i]);
+	char lease[24];
+	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
+	const char *v[] = {names_array(&names, endpoints, n), arr_text(&lims), lease};
+	int rc = pgconn_query(c, SQL_CLAIM_RETRIES, 3, v, cb, arg);
+	free(names.p);
+	free(lims.p);
+	return rc;
+}
+
+int store_unknown_endpoints(struct pgconn *c, const char *const *endpoints, size_t n,
+			    pgconn_result_cb cb, void *arg)
+{
+	struct arr names = {0};
+	const char *v[] = {names_array(&names, endpoints, n)};
+	int rc = pgconn_query(c, SQL_UNKNOWN_ENDPOINTS, 1, v, cb, arg);
+	free(names.p);
+	return rc;
+}
+
+int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgconn_result_cb cb,
+		   void *arg)
+{
+	struct arr names = {0};
+	const char *v[] = {names_array(&names, endpoints, n)};
+	int rc = pgconn_query(c, SQL_NEXT_DUE, 1, v, cb, arg);
+	free(names.p);
+	return rc;
+}
+
+int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)
+{
+	return pgconn_query(c, SQL_CLEANUP, 0, NULL, cb, arg);
+}
