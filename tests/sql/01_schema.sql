@@ -1,0 +1,117 @@
+-- Schema of migration 001: tables, columns, types, defaults, indexes, the
+-- trigger, notification_publish and the recorded version.
+BEGIN;
+SELECT plan(69);
+
+-- tables
+SELECT has_table('notification_outbox');
+SELECT has_table('notification_delivery');
+SELECT has_table('notification_schema_version');
+
+-- notification_outbox
+SELECT columns_are('notification_outbox', ARRAY['id', 'event_id', 'event_type', 'subject', 'data',
+	'source', 'created_at', 'fanned_out', 'lease_until', 'claim_token']);
+SELECT col_type_is('notification_outbox', 'id', 'bigint');
+SELECT col_type_is('notification_outbox', 'event_id', 'uuid');
+SELECT col_type_is('notification_outbox', 'event_type', 'text');
+SELECT col_type_is('notification_outbox', 'subject', 'text');
+SELECT col_type_is('notification_outbox', 'data', 'jsonb');
+SELECT col_type_is('notification_outbox', 'source', 'text');
+SELECT col_type_is('notification_outbox', 'created_at', 'timestamp with time zone');
+SELECT col_type_is('notification_outbox', 'fanned_out', 'boolean');
+SELECT col_type_is('notification_outbox', 'lease_until', 'timestamp with time zone');
+SELECT col_type_is('notification_outbox', 'claim_token', 'uuid');
+SELECT col_is_pk('notification_outbox', 'id');
+SELECT is((SELECT attidentity::text FROM pg_attribute
+	    WHERE attrelid = 'notification_outbox'::regclass AND attname = 'id'),
+	  'a', 'notification_outbox.id is GENERATED ALWAYS AS IDENTITY');
+SELECT col_not_null('notification_outbox', 'event_id');
+SELECT col_not_null('notification_outbox', 'event_type');
+SELECT col_is_null('notification_outbox', 'subject');
+SELECT col_not_null('notification_outbox', 'data');
+SELECT col_is_null('notification_outbox', 'source');
+SELECT col_not_null('notification_outbox', 'created_at');
+SELECT col_not_null('notification_outbox', 'fanned_out');
+SELECT col_is_null('notification_outbox', 'lease_until');
+SELECT col_is_null('notification_outbox', 'claim_token');
+SELECT col_default_is('notification_outbox', 'event_id', 'gen_random_uuid()');
+SELECT col_default_is('notification_outbox', 'data', '{}'::jsonb);
+SELECT col_default_is('notification_outbox', 'created_at', 'clock_timestamp()');
+SELECT col_default_is('notification_outbox', 'fanned_out', false);
+SELECT col_hasnt_default('notification_outbox', 'event_type');
+SELECT col_hasnt_default('notification_outbox', 'subject');
+SELECT col_hasnt_default('notification_outbox', 'source');
+SELECT col_hasnt_default('notification_outbox', 'lease_until');
+SELECT col_hasnt_default('notification_outbox', 'claim_token');
+SELECT is((SELECT count(*)::int FROM pg_constraint
+	    WHERE conrelid = 'notification_outbox'::regclass AND contype = 'c'
+	      AND conname = 'event_type_must_be_1_to_255_chars_without_whitespace'),
+	  1, 'notification_outbox has the event_type check constraint');
+SELECT ok((SELECT reloptions @> ARRAY['fillfactor=80'] FROM pg_class
+	    WHERE oid = 'notification_outbox'::regclass),
+	  'notification_outbox has fillfactor 80 for HOT lease updates');
+
+-- notification_delivery
+SELECT columns_are('notification_delivery', ARRAY['outbox_id', 'endpoint', 'attempts', 'due_at',
+	'last_error', 'lease_until', 'claim_token']);
+SELECT col_type_is('notification_delivery', 'outbox_id', 'bigint');
+SELECT col_type_is('notification_delivery', 'endpoint', 'text');
+SELECT col_type_is('notification_delivery', 'attempts', 'integer');
+SELECT col_type_is('notification_delivery', 'due_at', 'timestamp with time zone');
+SELECT col_type_is('notification_delivery', 'last_error', 'text');
+SELECT col_type_is('notification_delivery', 'lease_until', 'timestamp with time zone');
+SELECT col_type_is('notification_delivery', 'claim_token', 'uuid');
+SELECT col_is_pk('notification_delivery', ARRAY['outbox_id', 'endpoint']);
+SELECT col_default_is('notification_delivery', 'attempts', 0);
+SELECT col_default_is('notification_delivery', 'due_at', 'now()');
+SELECT col_not_null('notification_delivery', 'due_at');
+SELECT col_is_null('notification_delivery', 'lease_until');
+
+-- notification_schema_version
+SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
+SELECT col_is_pk('notification_schema_version', 'version');
+SELECT results_eq('SELECT version FROM notification_schema_version', ARRAY[1],
+		  'notification_schema_version holds exactly version 1');
+
+-- indexes
+SELECT indexes_are('notification_outbox',
+		   ARRAY['notification_outbox_pkey', 'notification_outbox_new_idx',
+			 'notification_outbox_fanned_idx']);
+SELECT has_index('notification_outbox', 'notification_outbox_new_idx', 'id');
+SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+	    WHERE indexrelid = 'notification_outbox_new_idx'::regclass),
+	  '(NOT fanned_out)', 'notification_outbox_new_idx is partial on NOT fanned_out');
+SELECT has_index('notification_outbox', 'notification_outbox_fanned_idx', 'id');
+SELECT is((SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+	    WHERE indexrelid = 'notification_outbox_fanned_idx'::regclass),
+	  'fanned_out', 'notification_outbox_fanned_idx is partial on fanned_out');
+SELECT indexes_are('notification_delivery',
+		   ARRAY['notification_delivery_pkey', 'notification_delivery_due_idx']);
+SELECT has_index('notification_delivery', 'notification_delivery_due_idx',
+		 ARRAY['endpoint', 'due_at']);
+
+-- the trigger: AFTER INSERT, FOR EACH STATEMENT, enabled
+SELECT triggers_are('notification_outbox', ARRAY['notification_outbox_notify']);
+SELECT trigger_is('notification_outbox', 'notification_outbox_notify',
+		  'notification_outbox_notify');
+SELECT is((SELECT tgtype::int FROM pg_trigger
+	    WHERE tgrelid = 'notification_outbox'::regclass
+	      AND tgname = 'notification_outbox_notify'),
+	  4, 'the trigger is AFTER INSERT FOR EACH STATEMENT (tgtype 4)');
+SELECT is((SELECT tgenabled::text FROM pg_trigger
+	    WHERE tgrelid = 'notification_outbox'::regclass
+	      AND tgname = 'notification_outbox_notify'),
+	  'O', 'the trigger is enabled');
+SELECT function_returns('notification_outbox_notify', 'trigger');
+
+-- notification_publish(text, text, jsonb DEFAULT '{}') RETURNS uuid
+SELECT has_function('notification_publish', ARRAY['text', 'text', 'jsonb']);
+SELECT function_returns('notification_publish', ARRAY['text', 'text', 'jsonb'], 'uuid');
+SELECT isnt_definer('notification_publish', ARRAY['text', 'text', 'jsonb']);
+SELECT is(pg_get_function_arguments('notification_publish(text, text, jsonb)'::regprocedure),
+	  'p_event_type text, p_subject text, p_data jsonb DEFAULT ''{}''::jsonb',
+	  'notification_publish arguments, data defaults to {}');
+SELECT volatility_is('notification_publish', ARRAY['text', 'text', 'jsonb'], 'volatile');
+
+SELECT * FROM finish();
+ROLLBACK;
