@@ -75,7 +75,8 @@ static void check_done(struct http *h)
 static void sock_event_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http *h = arg;
-	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+	int flags =
+	    (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
 	curl_multi_socket_action(h->multi, fd, flags, &running);
 	check_done(h);

@@ -34,11 +34,11 @@ struct http_result {
 typedef void (*http_done_cb)(const struct http_result *res, void *arg);
 
 struct http *http_new(struct event_base *base, unsigned max_connections)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void http_free(struct http *h);
 
 int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 unsigned http_active(const struct http *h);
 
 #endif

@@ -103,13 +103,15 @@ void log_fields(enum log_level level, const struct log_field *fields, size_t nfi
 	char line[8192];
 	size_t cap = sizeof(line) - 2, pos;
 	if (out_format == LOG_JSON) {
-		pos = (size_t)snprintf(line, cap, "{\"time\":\"%s\",\"level\":\"%s\",\"message\":\"",
-				       ts, level_names[level]);
+		pos =
+		    (size_t)snprintf(line, cap, "{\"time\":\"%s\",\"level\":\"%s\",\"message\":\"",
+				     ts, level_names[level]);
 		pos = json_escape(line, pos, cap, msg);
 		pos += (size_t)snprintf(line + pos, cap - pos, "\"");
 		for (size_t i = 0; i < nfields && pos < cap; i++) {
 			const char *q = fields[i].raw ? "" : "\"";
-			pos += (size_t)snprintf(line + pos, cap - pos, ",\"%s\":%s", fields[i].key, q);
+			pos +=
+			    (size_t)snprintf(line + pos, cap - pos, ",\"%s\":%s", fields[i].key, q);
 			if (pos < cap)
 				pos = json_escape(line, pos, cap, fields[i].value);
 			if (pos < cap)

@@ -166,8 +166,9 @@ static void poll_connect(struct pgconn *c)
 static void connect_start(struct pgconn *c)
 {
 	/* dbname comes after application_name so a URL may override it. */
-	const char *keys[] = {"application_name",    "dbname",		 "keepalives", "keepalives_idle",
-			      "keepalives_interval", "keepalives_count", NULL};
+	const char *keys[] = {
+	    "application_name",	   "dbname",	       "keepalives", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", NULL};
 	const char *vals[] = {"s3o-notifyd", c->conninfo, "1", "10", "5", "3", NULL};
 	c->conn = PQconnectStartParams(keys, vals, 1);
 	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {

@@ -15,8 +15,8 @@
 struct pgconn;
 
 struct pgconn_callbacks {
-	void (*up)(void *arg);			    /* connected (first time or again) */
-	void (*down)(void *arg);		    /* connection lost; reconnect is scheduled */
+	void (*up)(void *arg);	 /* connected (first time or again) */
+	void (*down)(void *arg); /* connection lost; reconnect is scheduled */
 	void (*notify)(const char *channel, void *arg); /* a NOTIFY arrived */
 };
 
@@ -26,7 +26,7 @@ typedef void (*pgconn_result_cb)(PGresult *res, void *arg);
 
 struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const char *name,
 			  uint64_t query_timeout_ms, const struct pgconn_callbacks *cbs, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void pgconn_free(struct pgconn *c);
 
 void pgconn_start(struct pgconn *c);

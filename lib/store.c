@@ -10,85 +10,85 @@
 static const char SQL_SCHEMA_VERSION[] = "SELECT max(version) FROM notification_schema_version";
 
 static const char SQL_CLAIM_NEW[] =
-	"WITH c AS (SELECT id FROM notification_outbox"
-	" WHERE NOT fanned_out AND (lease_until IS NULL OR lease_until < now())"
-	" ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
-	" UPDATE notification_outbox o"
-	" SET lease_until = now() + $2 * interval '1 millisecond', claim_token = gen_random_uuid()"
-	" FROM c WHERE o.id = c.id"
-	" RETURNING o.id, o.claim_token, o.event_id, o.event_type, o.subject, o.source,"
-	" o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint";
+    "WITH c AS (SELECT id FROM notification_outbox"
+    " WHERE NOT fanned_out AND (lease_until IS NULL OR lease_until < now())"
+    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " UPDATE notification_outbox o"
+    " SET lease_until = now() + $2 * interval '1 millisecond', claim_token = gen_random_uuid()"
+    " FROM c WHERE o.id = c.id"
+    " RETURNING o.id, o.claim_token, o.event_id, o.event_type, o.subject, o.source,"
+    " o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint";
 
 static const char SQL_CLAIM_RETRIES[] =
-	"WITH c AS (SELECT d.outbox_id, d.endpoint"
-	" FROM unnest($1::text[], $2::int[]) AS e(endpoint, lim) CROSS JOIN LATERAL"
-	" (SELECT outbox_id, endpoint FROM notification_delivery"
-	" WHERE endpoint = e.endpoint AND due_at <= now()"
-	" AND (lease_until IS NULL OR lease_until < now())"
-	" ORDER BY due_at LIMIT e.lim FOR UPDATE SKIP LOCKED) d)"
-	" UPDATE notification_delivery d"
-	" SET lease_until = now() + $3 * interval '1 millisecond', claim_token = gen_random_uuid()"
-	" FROM c, notification_outbox o"
-	" WHERE d.outbox_id = c.outbox_id AND d.endpoint = c.endpoint AND o.id = d.outbox_id"
-	" RETURNING o.id, d.claim_token, o.event_id, o.event_type, o.subject, o.source,"
-	" o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint,"
-	" d.endpoint, d.attempts";
+    "WITH c AS (SELECT d.outbox_id, d.endpoint"
+    " FROM unnest($1::text[], $2::int[]) AS e(endpoint, lim) CROSS JOIN LATERAL"
+    " (SELECT outbox_id, endpoint FROM notification_delivery"
+    " WHERE endpoint = e.endpoint AND due_at <= now()"
+    " AND (lease_until IS NULL OR lease_until < now())"
+    " ORDER BY due_at LIMIT e.lim FOR UPDATE SKIP LOCKED) d)"
+    " UPDATE notification_delivery d"
+    " SET lease_until = now() + $3 * interval '1 millisecond', claim_token = gen_random_uuid()"
+    " FROM c, notification_outbox o"
+    " WHERE d.outbox_id = c.outbox_id AND d.endpoint = c.endpoint AND o.id = d.outbox_id"
+    " RETURNING o.id, d.claim_token, o.event_id, o.event_type, o.subject, o.source,"
+    " o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint,"
+    " d.endpoint, d.attempts";
 
 static const char SQL_UNKNOWN_ENDPOINTS[] =
-	"SELECT endpoint, count(*) FROM notification_delivery"
-	" WHERE endpoint <> ALL($1::text[]) GROUP BY endpoint ORDER BY endpoint";
+    "SELECT endpoint, count(*) FROM notification_delivery"
+    " WHERE endpoint <> ALL($1::text[]) GROUP BY endpoint ORDER BY endpoint";
 
 static const char SQL_NEXT_DUE[] =
-	"SELECT ceil(extract(epoch FROM min(due_at) - now()) * 1000)::bigint"
-	" FROM notification_delivery WHERE endpoint = ANY($1::text[])"
-	" AND (lease_until IS NULL OR lease_until < now())";
+    "SELECT ceil(extract(epoch FROM min(due_at) - now()) * 1000)::bigint"
+    " FROM notification_delivery WHERE endpoint = ANY($1::text[])"
+    " AND (lease_until IS NULL OR lease_until < now())";
 
 static const char SQL_CLEANUP[] =
-	"DELETE FROM notification_outbox o WHERE fanned_out"
-	" AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
+    "DELETE FROM notification_outbox o WHERE fanned_out"
+    " AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
 
 static const char SQL_NEW_DONE[] =
-	"DELETE FROM notification_outbox o USING unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
-	" WHERE o.id = s.id AND o.claim_token = s.token";
+    "DELETE FROM notification_outbox o USING unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+    " WHERE o.id = s.id AND o.claim_token = s.token";
 
 static const char SQL_NEW_RELEASE[] =
-	"UPDATE notification_outbox o SET lease_until = NULL, claim_token = NULL"
-	" FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
-	" WHERE o.id = s.id AND o.claim_token = s.token";
+    "UPDATE notification_outbox o SET lease_until = NULL, claim_token = NULL"
+    " FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+    " WHERE o.id = s.id AND o.claim_token = s.token";
 
 /* The token check makes a late daemon's settlement a no-op, so the rows are
  * inserted only for events this claim still holds. */
 static const char SQL_NEW_FANOUT[] =
-	"WITH o AS (UPDATE notification_outbox o"
-	" SET fanned_out = true, lease_until = NULL, claim_token = NULL"
-	" FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
-	" WHERE o.id = s.id AND o.claim_token = s.token RETURNING o.id)"
-	" INSERT INTO notification_delivery (outbox_id, endpoint, attempts, due_at, last_error)"
-	" SELECT r.id, r.endpoint, r.attempts, now() + r.delay * interval '1 millisecond', r.err"
-	" FROM unnest($3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[])"
-	" AS r(id, endpoint, attempts, delay, err) JOIN o ON o.id = r.id"
-	" ON CONFLICT DO NOTHING";
+    "WITH o AS (UPDATE notification_outbox o"
+    " SET fanned_out = true, lease_until = NULL, claim_token = NULL"
+    " FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+    " WHERE o.id = s.id AND o.claim_token = s.token RETURNING o.id)"
+    " INSERT INTO notification_delivery (outbox_id, endpoint, attempts, due_at, last_error)"
+    " SELECT r.id, r.endpoint, r.attempts, now() + r.delay * interval '1 millisecond', r.err"
+    " FROM unnest($3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[])"
+    " AS r(id, endpoint, attempts, delay, err) JOIN o ON o.id = r.id"
+    " ON CONFLICT DO NOTHING";
 
 /* One statement sees one snapshot: the final DELETE must discount the
  * delivery rows this same statement deletes. A concurrent settlement of the
  * same event's other delivery can leave the event behind; store_cleanup()
  * removes it at the next sweep. */
 static const char SQL_RETRY_SETTLE[] =
-	"WITH done AS (DELETE FROM notification_delivery d"
-	" USING unnest($1::bigint[], $2::text[], $3::uuid[]) AS s(id, endpoint, token)"
-	" WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
-	" RETURNING d.outbox_id, d.endpoint),"
-	" again AS (UPDATE notification_delivery d SET attempts = s.attempts,"
-	" due_at = now() + s.delay * interval '1 millisecond',"
-	" last_error = coalesce(s.err, d.last_error), lease_until = NULL, claim_token = NULL"
-	" FROM unnest($4::bigint[], $5::text[], $6::uuid[], $7::int[], $8::bigint[], $9::text[])"
-	" AS s(id, endpoint, token, attempts, delay, err)"
-	" WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
-	" RETURNING 1)"
-	" DELETE FROM notification_outbox o"
-	" WHERE o.id IN (SELECT outbox_id FROM done) AND o.fanned_out"
-	" AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id"
-	" AND (d.outbox_id, d.endpoint) NOT IN (SELECT outbox_id, endpoint FROM done))";
+    "WITH done AS (DELETE FROM notification_delivery d"
+    " USING unnest($1::bigint[], $2::text[], $3::uuid[]) AS s(id, endpoint, token)"
+    " WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
+    " RETURNING d.outbox_id, d.endpoint),"
+    " again AS (UPDATE notification_delivery d SET attempts = s.attempts,"
+    " due_at = now() + s.delay * interval '1 millisecond',"
+    " last_error = coalesce(s.err, d.last_error), lease_until = NULL, claim_token = NULL"
+    " FROM unnest($4::bigint[], $5::text[], $6::uuid[], $7::int[], $8::bigint[], $9::text[])"
+    " AS s(id, endpoint, token, attempts, delay, err)"
+    " WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
+    " RETURNING 1)"
+    " DELETE FROM notification_outbox o"
+    " WHERE o.id IN (SELECT outbox_id FROM done) AND o.fanned_out"
+    " AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id"
+    " AND (d.outbox_id, d.endpoint) NOT IN (SELECT outbox_id, endpoint FROM done))";
 
 /* A PostgreSQL array literal under construction: "{a,b,...". */
 struct arr {

@@ -31,14 +31,14 @@ enum store_col {
 /* One row: the highest applied schema version (the query fails when the
  * version table is missing). */
 int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Lease up to limit new events for lease_ms. */
 int store_claim_new(struct pgconn *c, unsigned limit, uint64_t lease_ms, pgconn_result_cb cb,
 		    void *arg) __attribute__((warn_unused_result));
 /* Lease due retries: up to limits[i] rows for endpoints[i]. */
 int store_claim_retries(struct pgconn *c, const char *const *endpoints, const unsigned *limits,
 			size_t n, uint64_t lease_ms, pgconn_result_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Rows (endpoint, count) of deliveries queued for endpoints not in the list. */
 int store_unknown_endpoints(struct pgconn *c, const char *const *endpoints, size_t n,
 			    pgconn_result_cb cb, void *arg) __attribute__((warn_unused_result));
@@ -47,7 +47,7 @@ int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgc
 		   void *arg) __attribute__((warn_unused_result));
 /* Remove events whose every delivery is settled (left by concurrent settlements). */
 int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 struct store_batch;
 struct store_batch *store_batch_new(void) __attribute__((warn_unused_result));
@@ -76,6 +76,6 @@ void store_batch_retry_again(struct store_batch *b, int64_t id, const char *endp
  * batch must stay unchanged until then; sending it again is harmless. */
 typedef void (*store_settle_cb)(bool ok, void *arg);
 int store_settle(struct pgconn *c, const struct store_batch *b, store_settle_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

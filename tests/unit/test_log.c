@@ -47,9 +47,9 @@ static void test_redact(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_level_parse),
-		cmocka_unit_test(test_level_filter),
-		cmocka_unit_test(test_redact),
+	    cmocka_unit_test(test_level_parse),
+	    cmocka_unit_test(test_level_filter),
+	    cmocka_unit_test(test_redact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,964 @@
+#include "dispatcher.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "event.h"
+#include "http.h"
+#include "log.h"
+#include "pattern.h"
+#include "pgconn.h"
+#include "sign.h"
+#include "store.h"
+
+#define DISPATCHER_CHANNEL	  "notification_outbox"
+#define DISPATCHER_SETTLE_WAIT_MS 5000 /* at shutdown, after the deliveries */
+#define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
+
+enum delivery_state {
+	DEL_QUEUED,   /* waiting for one of its endpoint's slots */
+	DEL_RUNNING,  /* POST in flight */
+	DEL_OK,	      /* 2xx */
+	DEL_FAILED,   /* to retry after delay_ms */
+	DEL_DROPPED,  /* retries exhausted */
+	DEL_HANDBACK, /* not attempted now: queued in the database, due at once */
+};
+
+struct delivery {
+	struct delivery *next; /* in its endpoint's queue */
+	struct job *job;
+	struct endpoint *ep;
+	enum delivery_state state;
+	int attempts; /* attempts made, this one included once it ran */
+	uint64_t delay_ms;
+	char *error;
+};
+
+/* One claimed row in memory: a new event with a delivery per matching
+ * endpoint, or one due retry with a single delivery. */
+struct job {
+	struct job *prev, *next;
+	int64_t id;
+	char token[40];
+	bool retry;
+	char *event_id;
+	char *type;
+	char *body;
+	size_t len;
+	unsigned ndel, pending;
+	struct delivery del[];
+};
+
+struct endpoint {
+	struct dispatcher *d;
+	const struct endpoint_config *cfg;
+	struct curl_slist *headers;
+	unsigned cap; /* POSTs at once; it holds at most 2 * cap deliveries */
+	unsigned in_flight, queued;
+	struct delivery *q_head, *q_tail;
+	bool backlog;	    /* due rows of its own may be waiting in the database */
+	unsigned retry_req; /* rows asked for in the running retry claim */
+	uint64_t delivered, failed, dropped;
+};
+
+struct dispatcher {
+	struct event_base *base;
+	const struct config *cfg;
+	struct endpoint *eps;
+	size_t neps;
+	const char **ep_names;
+	struct pgconn *work, *listen;
+	struct http *http;
+	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev;
+	uint64_t retry_deadline; /* monotonic ms of the armed retry timer, 0 = none */
+
+	bool schema_ok, started, listening;
+	bool want_new, want_retry, claiming, prefer_retry;
+	bool stopping, abandoned;
+	int exit_code;
+
+	struct job *jobs;
+	unsigned njobs;
+	struct store_batch *pending, *inflight;
+	bool inflight_sent;
+
+	uint64_t unmatched;
+	uint32_t rng;
+};
+
+static void job_finish(struct dispatcher *d, struct job *j);
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint32_t rng_next(struct dispatcher *d)
+{
+	/* xorshift32: jitter only, no secrecy needed */
+	uint32_t x = d->rng;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return d->rng = x;
+}
+
+static void timer_ms(struct event *ev, uint64_t ms)
+{
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(ev, &tv);
+}
+
+/* Run the scheduler once on the next loop turn, however often it is asked:
+ * completions of one turn then settle in one batch. */
+static void schedule_kick(struct dispatcher *d)
+{
+	event_active(d->kick_ev, EV_TIMEOUT, 0);
+}
+
+static void check_drained(struct dispatcher *d)
+{
+	if (d->stopping && d->njobs == 0 && !d->claiming && !d->inflight &&
+	    store_batch_empty(d->pending)) {
+		log_info("shutdown complete: every claim settled or handed back");
+		event_base_loopexit(d->base, NULL);
+	}
+}
+
+/* ---- deliveries ---- */
+
+static void delivery_done(struct dispatcher *d, struct delivery *dl)
+{
+	struct job *j = dl->job;
+	if (--j->pending == 0)
+		job_finish(d, j);
+}
+
+static void audit_drop(struct delivery *dl)
+{
+	char attempts[16];
+	snprintf(attempts, sizeof(attempts), "%d", dl->attempts);
+	struct log_field f[] = {
+	    {"audit", "true", true},	    {"event_id", dl->job->event_id, false},
+	    {"type", dl->job->type, false}, {"endpoint", dl->ep->cfg->name, false},
+	    {"attempts", attempts, true},   {"last_error", dl->error ? dl->error : "", false},
+	};
+	log_fields(LOGL_WARN, f, sizeof(f) / sizeof(f[0]), "delivery dropped after %d attempts",
+		   dl->attempts);
+}
+
+static void pump(struct endpoint *ep);
+
+static void post_done_cb(const struct http_result *r, void *arg)
+{
+	struct delivery *dl = arg;
+	struct endpoint *ep = dl->ep;
+	struct dispatcher *d = ep->d;
+	const struct endpoint_config *cfg = ep->cfg;
+
+	ep->in_flight--;
+	dl->attempts++;
+	if (r->status >= 200 && r->status < 300) {
+		dl->state = DEL_OK;
+		ep->delivered++;
+		log_debug("delivered %s to %s (HTTP %ld, %.3f s)", dl->job->event_id, cfg->name,
+			  r->status, r->seconds);
+	} else {
+		char err[256];
+		if (r->status)
+			snprintf(err, sizeof(err), "HTTP %ld", r->status);
+		else
+			snprintf(err, sizeof(err), "%s", r->error ? r->error : "unknown error");
+		free(dl->error);
+		dl->error = strdup(err);
+		ep->failed++;
+		if (dl->attempts > (int)cfg->max_retries) {
+			dl->state = DEL_DROPPED;
+			ep->dropped++;
+			audit_drop(dl);
+		} else {
+			uint64_t ra = 0;
+			if ((r->status == 429 || r->status == 503) && r->retry_after &&
+			    !backoff_parse_retry_after(r->retry_after, time(NULL), &ra))
+				ra = 0;
+			dl->delay_ms = backoff_next_ms((unsigned)dl->attempts, cfg->backoff_max_ms,
+						       ra, rng_next(d));
+			dl->state = DEL_FAILED;
+			log_debug("delivery of %s to %s failed (%s), attempt %d, retry in %" PRIu64
+				  " ms",
+				  dl->job->event_id, cfg->name, err, dl->attempts, dl->delay_ms);
+		}
+	}
+	delivery_done(d, dl);
+	pump(ep);
+	schedule_kick(d);
+}
+
+static void post_start(struct endpoint *ep, struct delivery *dl)
+{
+	struct job *j = dl->job;
+	char sig[sizeof("X-Signature-256: ") + SIGN_HEADER_LEN];
+	const char *extra = NULL;
+	if (ep->cfg->secret[0]) {
+		memcpy(sig, "X-Signature-256: ", 17);
+		sign_body(ep->cfg->secret, j->body, j->len, sig + 17);
+		extra = sig;
+	}
+	struct http_request req = {
+	    .url = ep->cfg->url,
+	    .body = j->body,
+	    .len = j->len,
+	    .headers = ep->headers,
+	    .extra_header = extra,
+	    .timeout_ms = ep->cfg->timeout_ms,
+	    .ca_file = ep->cfg->ca_file,
+	};
+	if (http_post(ep->d->http, &req, post_done_cb, dl) != 0) {
+		log_error("cannot start a POST to %s: out of memory", ep->cfg->name);
+		dl->state = DEL_HANDBACK;
+		delivery_done(ep->d, dl);
+		return;
+	}
+	dl->state = DEL_RUNNING;
+	ep->in_flight++;
+}
+
+/* Start queued deliveries while the endpoint has free slots. */
+static void pump(struct endpoint *ep)
+{
+	while (ep->in_flight < ep->cap && ep->q_head && !ep->d->stopping) {
+		struct delivery *dl = ep->q_head;
+		ep->q_head = dl->next;
+		if (!ep->q_head)
+			ep->q_tail = NULL;
+		ep->queued--;
+		post_start(ep, dl);
+	}
+}
+
+static unsigned endpoint_room(const struct endpoint *ep)
+{
+	unsigned held = ep->in_flight + ep->queued;
+	return held < 2 * ep->cap ? 2 * ep->cap - held : 0;
+}
+
+/* Queue a delivery, or hand it back to the database when its endpoint holds
+ * all it may: a slow endpoint's backlog waits in the database, not here. */
+static void delivery_assign(struct dispatcher *d, struct delivery *dl)
+{
+	struct endpoint *ep = dl->ep;
+	if (d->stopping || endpoint_room(ep) == 0) {
+		dl->state = DEL_HANDBACK;
+		ep->backlog = true;
+		return;
+	}
+	dl->state = DEL_QUEUED;
+	dl->next = NULL;
+	if (ep->q_tail)
+		ep->q_tail->next = dl;
+	else
+		ep->q_head = dl;
+	ep->q_tail = dl;
+	ep->queued++;
+	dl->job->pending++;
+}
+
+/* ---- jobs ---- */
+
+static void job_free(struct job *j)
+{
+	for (unsigned i = 0; i < j->ndel; i++)
+		free(j->del[i].error);
+	free(j->event_id);
+	free(j->type);
+	free(j->body);
+	free(j);
+}
+
+static void job_unlink(struct dispatcher *d, struct job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		d->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	d->njobs--;
+}
+
+/* Every delivery of the job has an outcome: record it for the next settlement. */
+static void job_finish(struct dispatcher *d, struct job *j)
+{
+	struct store_batch *b = d->pending;
+	if (j->retry) {
+		struct delivery *dl = &j->del[0];
+		const char *ep = dl->ep->cfg->name;
+		if (dl->state == DEL_OK || dl->state == DEL_DROPPED)
+			store_batch_retry_done(b, j->id, ep, j->token);
+		else if (dl->state == DEL_FAILED)
+			store_batch_retry_again(b, j->id, ep, j->token, dl->attempts, dl->delay_ms,
+						dl->error);
+		else
+			store_batch_retry_again(b, j->id, ep, j->token, dl->attempts, 0, NULL);
+	} else {
+		unsigned done = 0, handback = 0;
+		for (unsigned i = 0; i < j->ndel; i++) {
+			enum delivery_state s = j->del[i].state;
+			done += s == DEL_OK || s == DEL_DROPPED;
+			handback += s == DEL_HANDBACK;
+		}
+		if (done == j->ndel) {
+			store_batch_new_done(b, j->id, j->token);
+		} else if (handback == j->ndel) {
+			store_batch_new_release(b, j->id, j->token);
+		} else {
+			store_batch_new_fanout(b, j->id, j->token);
+			for (unsigned i = 0; i < j->ndel; i++) {
+				struct delivery *dl = &j->del[i];
+				if (dl->state == DEL_FAILED || dl->state == DEL_HANDBACK)
+					store_batch_fanout_row(
+					    b, j->id, dl->ep->cfg->name, dl->attempts,
+					    dl->state == DEL_FAILED ? dl->delay_ms : 0, dl->error);
+			}
+		}
+	}
+	job_unlink(d, j);
+	job_free(j);
+	schedule_kick(d);
+}
+
+static const char *field(PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* Build a job from a claimed row: the envelope once, then its deliveries. */
+static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint *retry_ep)
+{
+	const char *type = field(res, row, STORE_COL_TYPE);
+	const char *subject = field(res, row, STORE_COL_SUBJECT);
+	int64_t id = strtoll(PQgetvalue(res, row, STORE_COL_ID), NULL, 10);
+	const char *token = PQgetvalue(res, row, STORE_COL_TOKEN);
+
+	unsigned n = 0;
+	if (retry_ep) {
+		n = 1;
+	} else {
+		for (size_t i = 0; i < d->neps; i++) {
+			const struct endpoint_config *c = d->eps[i].cfg;
+			bool match = false;
+			for (size_t k = 0; k < c->nevents && !match; k++)
+				match = pattern_match(c->events[k], type);
+			if (match && pattern_prefix_passes(c->prefix, type, subject))
+				n++;
+		}
+		if (n == 0) {
+			/* Nobody wants it: remove it, counted. */
+			d->unmatched++;
+			log_debug("event %s (%s) matches no endpoint: removed",
+				  PQgetvalue(res, row, STORE_COL_EVENT_ID), type);
+			store_batch_new_done(d->pending, id, token);
+			return;
+		}
+	}
+
+	struct job *j = calloc(1, sizeof(*j) + n * sizeof(struct delivery));
+	if (!j) {
+		/* The lease expires and the event is claimed again. */
+		log_error("out of memory: event %" PRId64 " left to its lease", id);
+		return;
+	}
+	j->id = id;
+	snprintf(j->token, sizeof(j->token), "%s", token);
+	j->retry = retry_ep != NULL;
+	j->event_id = strdup(PQgetvalue(res, row, STORE_COL_EVENT_ID));
+	j->type = strdup(type);
+	const char *source = field(res, row, STORE_COL_SOURCE);
+	int64_t created = strtoll(PQgetvalue(res, row, STORE_COL_CREATED_US), NULL, 10);
+	j->body = event_envelope(j->event_id, source ? source : d->cfg->source, type, subject,
+				 created, PQgetvalue(res, row, STORE_COL_DATA), &j->len);
+	j->ndel = n;
+	j->next = d->jobs;
+	if (d->jobs)
+		d->jobs->prev = j;
+	d->jobs = j;
+	d->njobs++;
+
+	unsigned k = 0;
+	for (size_t i = 0; i < d->neps && k < n; i++) {
+		struct endpoint *ep = &d->eps[i];
+		if (retry_ep && ep != retry_ep)
+			continue;
+		if (!retry_ep) {
+			const struct endpoint_config *c = ep->cfg;
+			bool match = false;
+			for (size_t m = 0; m < c->nevents && !match; m++)
+				match = pattern_match(c->events[m], type);
+			if (!match || !pattern_prefix_passes(c->prefix, type, subject))
+				continue;
+		}
+		struct delivery *dl = &j->del[k++];
+		dl->job = j;
+		dl->ep = ep;
+		if (retry_ep)
+			dl->attempts = atoi(PQgetvalue(res, row, STORE_COL_ATTEMPTS));
+		if (!j->event_id || !j->type || !j->body)
+			dl->state = DEL_HANDBACK;
+		else
+			delivery_assign(d, dl);
+	}
+	if (j->pending == 0)
+		job_finish(d, j);
+}
+
+/* ---- claims ---- */
+
+static void claim_new_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	d->claiming = false;
+	if (!res) {
+		schedule_kick(d);
+		return;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_error("claim of new events failed: %s", PQresultErrorMessage(res));
+		d->want_new = false; /* the sweep tries again */
+		check_drained(d);
+		return;
+	}
+	int n = PQntuples(res);
+	if ((unsigned)n < d->cfg->batch_size)
+		d->want_new = false;
+	for (int i = 0; i < n; i++)
+		job_from_row(d, res, i, NULL);
+	for (size_t i = 0; i < d->neps; i++)
+		pump(&d->eps[i]);
+	log_debug("claimed %d new events", n);
+	schedule_kick(d);
+}
+
+static struct endpoint *endpoint_by_name(struct dispatcher *d, const char *name)
+{
+	for (size_t i = 0; i < d->neps; i++)
+		if (strcmp(d->eps[i].cfg->name, name) == 0)
+			return &d->eps[i];
+	return NULL;
+}
+
+static void claim_retries_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	d->claiming = false;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		if (res)
+			log_error("claim of retries failed: %s", PQresultErrorMessage(res));
+		schedule_kick(d);
+		return;
+	}
+	int n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		struct endpoint *ep = endpoint_by_name(d, PQgetvalue(res, i, STORE_COL_ENDPOINT));
+		if (!ep)
+			continue; /* cannot happen: we asked for these names; the lease expires */
+		if (ep->retry_req)
+			ep->retry_req--;
+		job_from_row(d, res, i, ep);
+	}
+	for (size_t i = 0; i < d->neps; i++) {
+		struct endpoint *ep = &d->eps[i];
+		if (ep->retry_req > 0) /* it got fewer than it asked for: nothing more is due */
+			ep->backlog = false;
+		ep->retry_req = 0;
+		pump(ep);
+	}
+	log_debug("claimed %d due retries", n);
+	schedule_kick(d);
+}
+
+static bool claim_new(struct dispatcher *d)
+{
+	unsigned room = 0, cap = 0;
+	for (size_t i = 0; i < d->neps; i++) {
+		if (endpoint_room(&d->eps[i]) > room) {
+			room = endpoint_room(&d->eps[i]);
+			cap = d->eps[i].cap;
+		}
+	}
+	unsigned want = room < d->cfg->batch_size ? room : d->cfg->batch_size;
+	/* Claim in useful batches unless idle, when latency matters most. */
+	unsigned full = 2 * cap < d->cfg->batch_size ? 2 * cap : d->cfg->batch_size;
+	if (want == 0 || (d->njobs > 0 && want * 2 < full))
+		return false;
+	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0)
+		return false;
+	d->claiming = true;
+	return true;
+}
+
+static bool claim_retries(struct dispatcher *d)
+{
+	const char *names[d->neps ? d->neps : 1];
+	unsigned limits[d->neps ? d->neps : 1];
+	size_t n = 0;
+	for (size_t i = 0; i < d->neps; i++) {
+		struct endpoint *ep = &d->eps[i];
+		unsigned room = endpoint_room(ep);
+		if (room == 0 || !(d->want_retry || ep->backlog))
+			continue;
+		ep->retry_req = room < d->cfg->batch_size ? room : d->cfg->batch_size;
+		names[n] = ep->cfg->name;
+		limits[n++] = ep->retry_req;
+	}
+	d->want_retry = false;
+	if (n == 0)
+		return false;
+	if (store_claim_retries(d->work, names, limits, n, d->cfg->lease_ms, claim_retries_cb, d) !=
+	    0) {
+		for (size_t i = 0; i < d->neps; i++)
+			d->eps[i].retry_req = 0;
+		return false;
+	}
+	d->claiming = true;
+	return true;
+}
+
+static bool retry_wanted(const struct dispatcher *d)
+{
+	if (d->want_retry)
+		return true;
+	for (size_t i = 0; i < d->neps; i++)
+		if (d->eps[i].backlog && endpoint_room(&d->eps[i]) > 0)
+			return true;
+	return false;
+}
+
+/* ---- settlement ---- */
+
+static void arm_retry(struct dispatcher *d, uint64_t delay_ms)
+{
+	uint64_t at = now_ms() + delay_ms;
+	if (d->retry_deadline && d->retry_deadline <= at && evtimer_pending(d->retry_timer, NULL))
+		return;
+	d->retry_deadline = at;
+	timer_ms(d->retry_timer, delay_ms);
+}
+
+static void settle_cb(bool ok, void *arg)
+{
+	struct dispatcher *d = arg;
+	if (ok) {
+		uint64_t delay = store_batch_min_delay(d->inflight);
+		if (delay != UINT64_MAX && !d->stopping)
+			arm_retry(d, delay + DISPATCHER_RETRY_SLACK_MS);
+		store_batch_free(d->inflight);
+		d->inflight = NULL;
+	} else {
+		/* Sent again once the connection is back: every statement is idempotent. */
+		d->inflight_sent = false;
+		if (pgconn_is_up(d->work))
+			pgconn_reconnect(d->work); /* an SQL error: back off before trying again */
+	}
+	schedule_kick(d);
+	check_drained(d);
+}
+
+static void settle_flush(struct dispatcher *d)
+{
+	if (d->inflight && d->inflight_sent)
+		return;
+	if (!d->inflight) {
+		if (store_batch_empty(d->pending))
+			return;
+		struct store_batch *fresh = store_batch_new();
+		if (!fresh)
+			return;
+		d->inflight = d->pending;
+		d->pending = fresh;
+	}
+	if (store_settle(d->work, d->inflight, settle_cb, d) == 0)
+		d->inflight_sent = true;
+}
+
+/* The scheduler: settle first, then claim what the endpoints have room for. */
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	if (!pgconn_is_up(d->work)) {
+		check_drained(d);
+		return;
+	}
+	settle_flush(d);
+	if (d->stopping || d->claiming || !d->schema_ok) {
+		check_drained(d);
+		return;
+	}
+	bool retry_first = d->prefer_retry && retry_wanted(d);
+	if (!retry_first && d->want_new && claim_new(d)) {
+		d->prefer_retry = true;
+		return;
+	}
+	if (retry_wanted(d) && claim_retries(d)) {
+		d->prefer_retry = false;
+		return;
+	}
+	if (d->want_new && claim_new(d))
+		d->prefer_retry = true;
+}
+
+/* ---- connections ---- */
+
+static void unknown_endpoints_cb(PGresult *res, void *arg)
+{
+	(void)arg;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
+		return;
+	for (int i = 0; i < PQntuples(res); i++)
+		log_warn("%s deliveries are queued for endpoint \"%s\", which is not configured:"
+			 " they stay queued until it returns or an operator purges them",
+			 PQgetvalue(res, i, 1), PQgetvalue(res, i, 0));
+}
+
+static void schema_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	if (!res)
+		return; /* connection lost: checked again on reconnect */
+	int version = -1;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0))
+		version = atoi(PQgetvalue(res, 0, 0));
+	if (version < STORE_SCHEMA_VERSION) {
+		char why[512];
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			snprintf(why, sizeof(why), "%s", PQresultErrorMessage(res));
+		else
+			snprintf(why, sizeof(why), "schema version %d", version);
+		why[strcspn(why, "\n")] = '\0';
+		log_error("the database schema is missing or older than version %d (%s): apply "
+			  "the migrations in sql/ with psql -v ON_ERROR_STOP=1 -f",
+			  STORE_SCHEMA_VERSION, why);
+		if (!d->started) {
+			d->exit_code = 1;
+			event_base_loopbreak(d->base);
+		} else {
+			pgconn_reconnect(d->work);
+		}
+		return;
+	}
+	d->schema_ok = true;
+	pgconn_reset_backoff(d->work);
+	if (!d->started) {
+		d->started = true;
+		if (store_unknown_endpoints(d->work, d->ep_names, d->neps, unknown_endpoints_cb,
+					    d) != 0)
+			log_warn("could not look for deliveries queued for unknown endpoints");
+	}
+	d->want_new = d->want_retry = true;
+	schedule_kick(d);
+}
+
+static void work_up_cb(void *arg)
+{
+	struct dispatcher *d = arg;
+	if (store_schema_version(d->work, schema_cb, d) != 0)
+		pgconn_reconnect(d->work);
+}
+
+static void work_down_cb(void *arg)
+{
+	struct dispatcher *d = arg;
+	d->schema_ok = false;
+}
+
+static void listen_result_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_error("LISTEN failed: %s", PQresultErrorMessage(res));
+		pgconn_reconnect(d->listen);
+		return;
+	}
+	d->listening = true;
+	pgconn_reset_backoff(d->listen);
+	log_info("listening on channel " DISPATCHER_CHANNEL);
+	/* Notifications sent while we were not listening are lost: catch up now. */
+	d->want_new = d->want_retry = true;
+	schedule_kick(d);
+}
+
+static void listen_up_cb(void *arg)
+{
+	struct dispatcher *d = arg;
+	if (pgconn_query(d->listen, "LISTEN " DISPATCHER_CHANNEL, 0, NULL, listen_result_cb, d) !=
+	    0)
+		pgconn_reconnect(d->listen);
+}
+
+static void listen_down_cb(void *arg)
+{
+	struct dispatcher *d = arg;
+	d->listening = false;
+}
+
+static void notify_cb(const char *channel, void *arg)
+{
+	(void)channel;
+	struct dispatcher *d = arg;
+	d->want_new = true;
+	schedule_kick(d);
+}
+
+/* ---- timers ---- */
+
+static void next_due_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    PQgetisnull(res, 0, 0) || d->stopping)
+		return;
+	long long ms = atoll(PQgetvalue(res, 0, 0));
+	arm_retry(d, ms > 0 ? (uint64_t)ms + DISPATCHER_RETRY_SLACK_MS : 0);
+}
+
+static void ignore_result_cb(PGresult *res, void *arg)
+{
+	(void)arg;
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_warn("sweep cleanup failed: %s", PQresultErrorMessage(res));
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	d->want_new = d->want_retry = true;
+	if (pgconn_is_up(d->work) && d->schema_ok) {
+		if (store_cleanup(d->work, ignore_result_cb, d) != 0 ||
+		    store_next_due(d->work, d->ep_names, d->neps, next_due_cb, d) != 0)
+			log_debug("sweep queries not sent: connection down");
+	}
+	schedule_kick(d);
+}
+
+static void retry_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	d->retry_deadline = 0;
+	d->want_retry = true;
+	schedule_kick(d);
+}
+
+/* Shutdown timeout: abandon the POSTs still running and hand them back;
+ * then, after a last wait for the settlement, leave regardless. */
+static void shutdown_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	if (d->abandoned) {
+		log_warn("shutdown: could not settle every claim; their leases expire in %" PRIu64
+			 " ms",
+			 d->cfg->lease_ms);
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	d->abandoned = true;
+	unsigned n = 0;
+	http_free(d->http);
+	d->http = NULL;
+	struct job *j = d->jobs;
+	while (j) {
+		struct job *next = j->next;
+		for (unsigned i = 0; i < j->ndel; i++) {
+			struct delivery *dl = &j->del[i];
+			if (dl->state != DEL_RUNNING)
+				continue;
+			dl->state = DEL_HANDBACK;
+			dl->ep->in_flight--;
+			n++;
+			delivery_done(d, dl); /* may free j */
+		}
+		j = next;
+	}
+	log_warn("shutdown timeout: %u POSTs abandoned and handed back", n);
+	timer_ms(d->shutdown_timer, DISPATCHER_SETTLE_WAIT_MS);
+	schedule_kick(d);
+	check_drained(d);
+}
+
+/* ---- lifecycle ---- */
+
+struct dispatcher *dispatcher_new(struct event_base *base, const struct config *cfg)
+{
+	struct dispatcher *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->base = base;
+	d->cfg = cfg;
+	d->rng = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ 0x9e3779b9u;
+	if (!d->rng)
+		d->rng = 1;
+	d->neps = cfg->nendpoints;
+	d->eps = calloc(d->neps ? d->neps : 1, sizeof(*d->eps));
+	d->ep_names = calloc(d->neps ? d->neps : 1, sizeof(*d->ep_names));
+	d->pending = store_batch_new();
+	if (!d->eps || !d->ep_names || !d->pending)
+		goto fail;
+	unsigned cap = d->neps ? cfg->max_in_flight / (unsigned)d->neps : 1;
+	for (size_t i = 0; i < d->neps; i++) {
+		struct endpoint *ep = &d->eps[i];
+		ep->d = d;
+		ep->cfg = &cfg->endpoints[i];
+		ep->cap = cap ? cap : 1;
+		d->ep_names[i] = ep->cfg->name;
+		struct curl_slist *h = NULL, *t;
+		const char *lines[] = {"Content-Type: application/cloudevents+json",
+				       "User-Agent: s3o-notify/" S3O_VERSION,
+				       "Expect:"}; /* no 100-continue round trip */
+		for (size_t k = 0; k < sizeof(lines) / sizeof(lines[0]); k++) {
+			t = curl_slist_append(h, lines[k]);
+			if (!t) {
+				curl_slist_free_all(h);
+				goto fail;
+			}
+			h = t;
+		}
+		ep->headers = h;
+	}
+	const char *listen_url = cfg->listen_url[0] ? cfg->listen_url : cfg->database_url;
+	struct pgconn_callbacks wcb = {.up = work_up_cb, .down = work_down_cb};
+	struct pgconn_callbacks lcb = {
+	    .up = listen_up_cb, .down = listen_down_cb, .notify = notify_cb};
+	uint64_t qt = cfg->lease_ms;
+	d->work = pgconn_new(base, cfg->database_url, "work", qt, &wcb, d);
+	d->listen = pgconn_new(base, listen_url, "listen", qt, &lcb, d);
+	d->http = http_new(base, cfg->max_in_flight);
+	d->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, d);
+	d->retry_timer = evtimer_new(base, retry_timer_cb, d);
+	d->shutdown_timer = evtimer_new(base, shutdown_timer_cb, d);
+	d->kick_ev = event_new(base, -1, 0, kick_cb, d);
+	if (!d->work || !d->listen || !d->http || !d->sweep_timer || !d->retry_timer ||
+	    !d->shutdown_timer || !d->kick_ev)
+		goto fail;
+	return d;
+fail:
+	dispatcher_free(d);
+	return NULL;
+}
+
+void dispatcher_free(struct dispatcher *d)
+{
+	if (!d)
+		return;
+	/* curl first: its transfers point into the jobs. */
+	http_free(d->http);
+	while (d->jobs) {
+		struct job *j = d->jobs;
+		job_unlink(d, j);
+		job_free(j);
+	}
+	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev};
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	pgconn_free(d->work);
+	pgconn_free(d->listen);
+	for (size_t i = 0; d->eps && i < d->neps; i++)
+		curl_slist_free_all(d->eps[i].headers);
+	free(d->eps);
+	free(d->ep_names);
+	store_batch_free(d->pending);
+	store_batch_free(d->inflight);
+	free(d);
+}
+
+void dispatcher_start(struct dispatcher *d)
+{
+	struct timeval tv = {.tv_sec = (time_t)(d->cfg->sweep_interval_ms / 1000),
+			     .tv_usec = (suseconds_t)(d->cfg->sweep_interval_ms % 1000) * 1000};
+	event_add(d->sweep_timer, &tv);
+	pgconn_start(d->work);
+	pgconn_start(d->listen);
+}
+
+void dispatcher_shutdown(struct dispatcher *d)
+{
+	if (d->stopping) {
+		log_warn("second signal: exiting now; unsettled claims wait for their leases");
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = true;
+	event_del(d->sweep_timer);
+	event_del(d->retry_timer);
+	unsigned running = 0;
+	for (size_t i = 0; i < d->neps; i++) {
+		struct endpoint *ep = &d->eps[i];
+		running += ep->in_flight;
+		while (ep->q_head) {
+			struct delivery *dl = ep->q_head;
+			ep->q_head = dl->next;
+			ep->queued--;
+			dl->state = DEL_HANDBACK;
+			delivery_done(d, dl);
+		}
+		ep->q_tail = NULL;
+	}
+	log_info("shutting down: waiting up to %" PRIu64 " ms for %u POSTs in flight",
+		 d->cfg->shutdown_timeout_ms, running);
+	timer_ms(d->shutdown_timer, d->cfg->shutdown_timeout_ms);
+	schedule_kick(d);
+	check_drained(d);
+}
+
+int dispatcher_exit_code(const struct dispatcher *d)
+{
+	return d->exit_code;
+}
+
+bool dispatcher_ready(const struct dispatcher *d, const char **why)
+{
+	const char *w = NULL;
+	if (!pgconn_is_up(d->work))
+		w = "database connection down";
+	else if (!pgconn_is_up(d->listen))
+		w = "listen connection down";
+	else if (!d->listening)
+		w = "LISTEN not active";
+	else if (!d->schema_ok)
+		w = "schema not verified";
+	if (why)
+		*why = w;
+	return w == NULL;
+}
+
+void dispatcher_endpoint_stats(const struct dispatcher *d, size_t i,
+			       struct dispatcher_endpoint_stats *out)
+{
+	const struct endpoint *ep = &d->eps[i];
+	out->name = ep->cfg->name;
+	out->delivered = ep->delivered;
+	out->failed = ep->failed;
+	out->dropped = ep->dropped;
+}
+
+uint64_t dispatcher_unmatched(const struct dispatcher *d)
+{
+	return d->unmatched;
+}

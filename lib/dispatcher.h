@@ -1,0 +1,43 @@
+/* dispatcher: the daemon's work on one event loop. It LISTENs for wake-ups,
+ * claims events and due retries, POSTs them to the matching endpoints and
+ * settles the outcome in batches. dispatcher_new() borrows the config and
+ * the event_base, which must outlive it; dispatcher_free() after the loop
+ * has returned. */
+#ifndef S3O_DISPATCHER_H
+#define S3O_DISPATCHER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+
+struct dispatcher;
+
+struct dispatcher_endpoint_stats {
+	const char *name;
+	uint64_t delivered; /* 2xx answers */
+	uint64_t failed;    /* every failed attempt */
+	uint64_t dropped;   /* deliveries given up after max_retries */
+};
+
+struct dispatcher *dispatcher_new(struct event_base *base, const struct config *cfg)
+    __attribute__((warn_unused_result));
+void dispatcher_free(struct dispatcher *d);
+
+/* Connect and start working; the loop then runs until the dispatcher stops it. */
+void dispatcher_start(struct dispatcher *d);
+/* First call: stop claiming, finish or hand back in-flight work, then leave
+ * the loop. A second call leaves the loop at once. */
+void dispatcher_shutdown(struct dispatcher *d);
+/* The process exit status once the loop has returned: 0, or 1 on a fatal error. */
+int dispatcher_exit_code(const struct dispatcher *d);
+
+/* Readiness: both connections up, LISTEN active, schema current. */
+bool dispatcher_ready(const struct dispatcher *d, const char **why);
+void dispatcher_endpoint_stats(const struct dispatcher *d, size_t i,
+			       struct dispatcher_endpoint_stats *out);
+uint64_t dispatcher_unmatched(const struct dispatcher *d);
+
+#endif
