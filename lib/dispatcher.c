@@ -79,7 +79,7 @@ struct dispatcher {
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
-	bool stopping, abandoned;
+	bool stopping, abandoned, drained;
 	int exit_code;
 
 	struct job *jobs;
@@ -126,8 +126,9 @@ static void schedule_kick(struct dispatcher *d)
 
 static void check_drained(struct dispatcher *d)
 {
-	if (d->stopping && d->njobs == 0 && !d->claiming && !d->inflight &&
+	if (d->stopping && !d->drained && d->njobs == 0 && !d->claiming && !d->inflight &&
 	    store_batch_empty(d->pending)) {
+		d->drained = true;
 		log_info("shutdown complete: every claim settled or handed back");
 		event_base_loopexit(d->base, NULL);
 	}
