@@ -26,8 +26,8 @@
 #define HEALTHCHECK_TIMEOUT 5000
 
 static const char CONFIG_HELP[] =
-    "  -c, --config FILE  configuration file (default: $" CLI_CONFIG_ENV
-    ", else " CLI_DEFAULT_CONFIG ")\n";
+    "  -c, --config FILE  configuration file (default: $" CLI_CONFIG_ENV ",\n"
+    "                     else " CLI_DEFAULT_CONFIG ")\n";
 
 static void usage(FILE *out)
 {
@@ -48,6 +48,8 @@ static void usage(FILE *out)
 		"                     a small webhook receiver that prints one line per event\n"
 		"  verify --secret S --signature H < BODY\n"
 		"                     check one X-Signature-256 value: exit 0 valid, 1 invalid\n"
+		"  sign --secret S < BODY\n"
+		"                     print the X-Signature-256 value for BODY\n"
 		"  healthcheck [URL]  GET URL (default " DEFAULT_HEALTH_URL ");\n"
 		"                     exit 0 on a 2xx answer (for container health checks)\n"
 		"\n"
@@ -571,6 +573,57 @@ static int cmd_verify(int argc, char **argv, const char *config)
 			      : ": it is not of the form sha256=<64 lowercase hex digits>");
 }
 
+/* ---- sign ------------------------------------------------------------------------------ */
+
+static const char SIGN_HELP[] =
+    "usage: s3o-notify sign --secret S < BODY\n"
+    "\n"
+    "Print the X-Signature-256 value s3o-notifyd would send for the exact body bytes\n"
+    "read from standard input: sha256=<64 lowercase hex digits>. Handy to test a\n"
+    "receiver with curl:\n"
+    "  curl -H \"X-Signature-256: $(s3o-notify sign --secret S < body.json)\" \\\n"
+    "       -H 'Content-Type: application/cloudevents+json' --data-binary @body.json URL\n"
+    "\n"
+    "  --secret S         the endpoint's secret\n";
+
+static int cmd_sign(int argc, char **argv, const char *config)
+{
+	(void)config;
+	static const struct option opts[] = {{"secret", required_argument, NULL, 's'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	const char *secret = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			secret = optarg;
+			break;
+		case 'h':
+			return print_help();
+		default:
+			return bad_option(c, argv);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument \"%s\" (the body is read from standard "
+				   "input)",
+				   argv[optind]);
+	if (!secret || !*secret)
+		return usage_error("--secret S is required");
+	char *body;
+	size_t len;
+	if (cli_read_fd(STDIN_FILENO, MAX_STDIN, &body, &len) != 0)
+		return failure("cannot read the body from standard input: %s", strerror(errno));
+	char sig[SIGN_HEADER_LEN];
+	sign_body(secret, body, len, sig);
+	free(body);
+	if (!*sig)
+		return failure("cannot compute the signature");
+	printf("%s\n", sig);
+	return 0;
+}
+
 /* ---- healthcheck ----------------------------------------------------------------------- */
 
 static const char HEALTHCHECK_HELP[] =
@@ -612,6 +665,7 @@ static const struct cmd commands[] = {
     {"purge", PURGE_HELP, true, "", cmd_purge},
     {"receive", RECEIVE_HELP, false, "", cmd_receive},
     {"verify", VERIFY_HELP, false, "", cmd_verify},
+    {"sign", SIGN_HELP, false, "", cmd_sign},
     {"healthcheck", HEALTHCHECK_HELP, false, "", cmd_healthcheck},
 };
 
