@@ -1,0 +1,175 @@
+/* bench receiver: a fast webhook sink on libevent's evhttp. It answers every
+ * POST with 200 at once, records the arrival time and the producer's commit
+ * time carried in the event's data ("commit_us": microseconds since the
+ * epoch), and prints one JSON line of statistics when --expect events have
+ * arrived (and keeps serving) or on SIGINT/SIGTERM when it had not yet. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+struct sink {
+	struct event_base *base;
+	uint64_t expect, count, dups, first_us, last_us;
+	int64_t *lat_us; /* commit-to-arrival, one per event with commit_us */
+	uint64_t nlat, caplat;
+	char (*ids)[37]; /* open-addressing set of event ids */
+	uint64_t idcap;
+	bool reported;
+};
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Returns true when id was already seen. */
+static int seen(struct sink *s, const char *id)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < 36; i++)
+		h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
+	for (uint64_t i = h % s->idcap;; i = (i + 1) % s->idcap) {
+		if (!s->ids[i][0]) {
+			memcpy(s->ids[i], id, 36);
+			s->ids[i][36] = '\0';
+			return 0;
+		}
+		if (memcmp(s->ids[i], id, 36) == 0)
+			return 1;
+	}
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static void report(struct sink *s)
+{
+	qsort(s->lat_us, s->nlat, sizeof(int64_t), cmp64);
+	double span = s->count > 1 ? (double)(s->last_us - s->first_us) / 1e6 : 0;
+	double p50 = s->nlat ? (double)s->lat_us[s->nlat / 2] / 1000 : -1;
+	double p99 = s->nlat ? (double)s->lat_us[s->nlat * 99 / 100] / 1000 : -1;
+	double max = s->nlat ? (double)s->lat_us[s->nlat - 1] / 1000 : -1;
+	printf("{\"count\":%" PRIu64 ",\"dups\":%" PRIu64 ",\"seconds\":%.3f,\"rate\":%.1f,"
+	       "\"lat_p50_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_max_ms\":%.3f}\n",
+	       s->count, s->dups, span, span > 0 ? (double)(s->count - 1) / span : 0, p50, p99,
+	       max);
+	fflush(stdout);
+}
+
+static void request_cb(struct evhttp_request *req, void *arg)
+{
+	struct sink *s = arg;
+	uint64_t t = now_us();
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	char head[1024];
+	size_t n = len < sizeof(head) - 1 ? len : sizeof(head) - 1;
+	evbuffer_copyout(in, head, n);
+	head[n] = '\0';
+	if (!s->count)
+		s->first_us = t;
+	s->last_us = t;
+	s->count++;
+	const char *id = strstr(head, "\"id\":\"");
+	if (id && strlen(id) >= 6 + 36 && seen(s, id + 6))
+		s->dups++;
+	/* commit_us may sit after a large data object: search the whole body. */
+	const char *c = strstr(head, "\"commit_us\":");
+	if (!c && len > n) {
+		char *all = malloc(len + 1);
+		if (all) {
+			evbuffer_copyout(in, all, len);
+			all[len] = '\0';
+			c = strstr(all, "\"commit_us\":");
+			if (c && s->nlat < s->caplat)
+				s->lat_us[s->nlat++] = (int64_t)t - strtoll(c + 12, NULL, 10);
+			free(all);
+			c = NULL;
+		}
+	} else if (c && s->nlat < s->caplat) {
+		s->lat_us[s->nlat++] = (int64_t)t - strtoll(c + 12, NULL, 10);
+	}
+	evhttp_send_reply(req, 200, "OK", NULL);
+	/* Report once all are in, but keep answering: the sender may still
+	 * be waiting for replies, and failing them would cause retries. */
+	if (s->expect && !s->reported && s->count >= s->expect + s->dups) {
+		s->reported = true;
+		report(s);
+	}
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	event_base_loopexit(arg, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	struct sink s = {0};
+	int port = 0;
+	uint64_t max_events = 2000000;
+	int c;
+	while ((c = getopt(argc, argv, "p:n:m:")) != -1) {
+		switch (c) {
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'n':
+			s.expect = strtoull(optarg, NULL, 10);
+			break;
+		case 'm':
+			max_events = strtoull(optarg, NULL, 10);
+			break;
+		default:
+			fprintf(stderr, "usage: receiver -p PORT [-n EXPECT] [-m MAX_EVENTS]\n");
+			return 2;
+		}
+	}
+	s.caplat = max_events;
+	s.idcap = max_events * 2 + 1;
+	s.lat_us = malloc(s.caplat * sizeof(int64_t));
+	s.ids = calloc(s.idcap, sizeof(*s.ids));
+	s.base = event_base_new();
+	struct evhttp *http = evhttp_new(s.base);
+	if (!s.lat_us || !s.ids || !http) {
+		fprintf(stderr, "receiver: out of memory\n");
+		return 1;
+	}
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_POST);
+	evhttp_set_gencb(http, request_cb, &s);
+	if (evhttp_bind_socket(http, "127.0.0.1", (ev_uint16_t)port) != 0) {
+		fprintf(stderr, "receiver: cannot bind 127.0.0.1:%d: %s\n", port, strerror(errno));
+		return 1;
+	}
+	struct event *term = evsignal_new(s.base, SIGTERM, signal_cb, s.base);
+	struct event *intr = evsignal_new(s.base, SIGINT, signal_cb, s.base);
+	event_add(term, NULL);
+	event_add(intr, NULL);
+	event_base_dispatch(s.base);
+	if (!s.reported)
+		report(&s);
+	event_free(term);
+	event_free(intr);
+	evhttp_free(http);
+	event_base_free(s.base);
+	free(s.lat_us);
+	free(s.ids);
+	return 0;
+}
