@@ -1,6 +1,7 @@
 #include "dispatcher.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "event.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "pattern.h"
 #include "pgconn.h"
 #include "sign.h"
@@ -19,6 +21,15 @@
 #define DISPATCHER_CHANNEL	  "notification_outbox"
 #define DISPATCHER_SETTLE_WAIT_MS 5000 /* at shutdown, after the deliveries */
 #define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
+#define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
+
+enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
+static const char *const wakeup_names[WAKE_COUNT] = {"notify", "sweep", "reconnect", "retry"};
+
+static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+					 0.5,	1,    2.5,   5,	   10,	30};
+static const double lag_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+				    5,	  10,	 30,   60,  300,  900, 3600};
 
 enum delivery_state {
 	DEL_QUEUED,   /* waiting for one of its endpoint's slots */
@@ -46,6 +57,7 @@ struct job {
 	int64_t id;
 	char token[40];
 	bool retry;
+	int64_t created_us; /* commit-to-delivery lag starts here */
 	char *event_id;
 	char *type;
 	char *body;
@@ -64,6 +76,7 @@ struct endpoint {
 	bool backlog;	    /* due rows of its own may be waiting in the database */
 	unsigned retry_req; /* rows asked for in the running retry claim */
 	uint64_t delivered, failed, dropped;
+	struct histogram duration;
 };
 
 struct dispatcher {
@@ -89,6 +102,13 @@ struct dispatcher {
 
 	uint64_t unmatched;
 	uint32_t rng;
+
+	/* metrics */
+	struct event *stats_timer;
+	struct histogram lag;
+	uint64_t wakeups[WAKE_COUNT];
+	bool stats_running, stats_valid;
+	double depth, oldest_age, queue_usage;
 };
 
 static void job_finish(struct dispatcher *d, struct job *j);
@@ -98,6 +118,13 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t realtime_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static uint32_t rng_next(struct dispatcher *d)
@@ -167,9 +194,11 @@ static void post_done_cb(const struct http_result *r, void *arg)
 
 	ep->in_flight--;
 	dl->attempts++;
+	histogram_observe(&ep->duration, r->seconds);
 	if (r->status >= 200 && r->status < 300) {
 		dl->state = DEL_OK;
 		ep->delivered++;
+		histogram_observe(&d->lag, (double)(realtime_us() - dl->job->created_us) / 1e6);
 		log_debug("delivered %s to %s (HTTP %ld, %.3f s)", dl->job->event_id, cfg->name,
 			  r->status, r->seconds);
 	} else {
@@ -383,9 +412,9 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 	j->event_id = strdup(PQgetvalue(res, row, STORE_COL_EVENT_ID));
 	j->type = strdup(type);
 	const char *source = field(res, row, STORE_COL_SOURCE);
-	int64_t created = strtoll(PQgetvalue(res, row, STORE_COL_CREATED_US), NULL, 10);
+	j->created_us = strtoll(PQgetvalue(res, row, STORE_COL_CREATED_US), NULL, 10);
 	j->body = event_envelope(j->event_id, source ? source : d->cfg->source, type, subject,
-				 created, PQgetvalue(res, row, STORE_COL_DATA), &j->len);
+				 j->created_us, PQgetvalue(res, row, STORE_COL_DATA), &j->len);
 	j->ndel = n;
 	j->next = d->jobs;
 	if (d->jobs)
@@ -666,6 +695,7 @@ static void schema_cb(PGresult *res, void *arg)
 			log_warn("could not look for deliveries queued for unknown endpoints");
 	}
 	d->want_new = d->want_retry = true;
+	d->wakeups[WAKE_RECONNECT]++;
 	schedule_kick(d);
 }
 
@@ -697,6 +727,7 @@ static void listen_result_cb(PGresult *res, void *arg)
 	log_info("listening on channel " DISPATCHER_CHANNEL);
 	/* Notifications sent while we were not listening are lost: catch up now. */
 	d->want_new = d->want_retry = true;
+	d->wakeups[WAKE_RECONNECT]++;
 	schedule_kick(d);
 }
 
@@ -718,6 +749,8 @@ static void notify_cb(const char *channel, void *arg)
 {
 	(void)channel;
 	struct dispatcher *d = arg;
+	if (!d->want_new)
+		d->wakeups[WAKE_NOTIFY]++; /* a burst of notifications is one wake-up */
 	d->want_new = true;
 	schedule_kick(d);
 }
@@ -747,6 +780,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct dispatcher *d = arg;
 	d->want_new = d->want_retry = true;
+	d->wakeups[WAKE_SWEEP]++;
 	if (pgconn_is_up(d->work) && d->schema_ok) {
 		if (store_cleanup(d->work, ignore_result_cb, d) != 0 ||
 		    store_next_due(d->work, d->ep_names, d->neps, next_due_cb, d) != 0)
@@ -762,7 +796,33 @@ static void retry_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct dispatcher *d = arg;
 	d->retry_deadline = 0;
 	d->want_retry = true;
+	d->wakeups[WAKE_RETRY]++;
 	schedule_kick(d);
+}
+
+static void stats_result_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	d->stats_running = false;
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		d->stats_valid = false;
+		return;
+	}
+	d->depth = atof(PQgetvalue(res, 0, 0));
+	d->oldest_age = atof(PQgetvalue(res, 0, 1));
+	d->queue_usage = atof(PQgetvalue(res, 0, 2));
+	d->stats_valid = true;
+}
+
+static void stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	if (d->stats_running || !pgconn_is_up(d->work) || !d->schema_ok)
+		return;
+	if (store_stats(d->work, stats_result_cb, d) == 0)
+		d->stats_running = true;
 }
 
 /* Shutdown timeout: abandon the POSTs still running and hand them back;
@@ -854,9 +914,16 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->retry_timer = evtimer_new(base, retry_timer_cb, d);
 	d->shutdown_timer = evtimer_new(base, shutdown_timer_cb, d);
 	d->kick_ev = event_new(base, -1, 0, kick_cb, d);
+	d->stats_timer = event_new(base, -1, EV_PERSIST, stats_cb, d);
 	if (!d->work || !d->listen || !d->http || !d->sweep_timer || !d->retry_timer ||
-	    !d->shutdown_timer || !d->kick_ev)
+	    !d->shutdown_timer || !d->kick_ev || !d->stats_timer)
 		goto fail;
+	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
+		goto fail;
+	for (size_t i = 0; i < d->neps; i++)
+		if (histogram_init(&d->eps[i].duration, duration_bounds,
+				   sizeof(duration_bounds) / sizeof(duration_bounds[0])) != 0)
+			goto fail;
 	return d;
 fail:
 	dispatcher_free(d);
@@ -874,7 +941,8 @@ void dispatcher_free(struct dispatcher *d)
 		job_unlink(d, j);
 		job_free(j);
 	}
-	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev};
+	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev,
+			       d->stats_timer};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -894,6 +962,7 @@ void dispatcher_start(struct dispatcher *d)
 	struct timeval tv = {.tv_sec = (time_t)(d->cfg->sweep_interval_ms / 1000),
 			     .tv_usec = (suseconds_t)(d->cfg->sweep_interval_ms % 1000) * 1000};
 	event_add(d->sweep_timer, &tv);
+	timer_ms(d->stats_timer, DISPATCHER_STATS_MS);
 	pgconn_start(d->work);
 	pgconn_start(d->listen);
 }
@@ -907,6 +976,7 @@ void dispatcher_shutdown(struct dispatcher *d)
 	}
 	d->stopping = true;
 	event_del(d->sweep_timer);
+	event_del(d->stats_timer);
 	event_del(d->retry_timer);
 	unsigned running = 0;
 	for (size_t i = 0; i < d->neps; i++) {
@@ -962,4 +1032,74 @@ void dispatcher_endpoint_stats(const struct dispatcher *d, size_t i,
 uint64_t dispatcher_unmatched(const struct dispatcher *d)
 {
 	return d->unmatched;
+}
+
+void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out)
+{
+	struct metrics_label l[1];
+	metrics_header(out, "s3o_notification_build_info", "Version of s3o-notifyd.", "gauge");
+	l[0] = (struct metrics_label){"version", S3O_VERSION};
+	metrics_sample_uint(out, "s3o_notification_build_info", l, 1, 1);
+
+	metrics_header(out, "s3o_notification_db_connected",
+		       "1 while both database connections are up, else 0.", "gauge");
+	metrics_sample_uint(out, "s3o_notification_db_connected", NULL, 0,
+			    pgconn_is_up(d->work) && pgconn_is_up(d->listen));
+
+	if (d->stats_valid) {
+		metrics_header(out, "s3o_notification_outbox_depth",
+			       "Deliveries still queued: new events, in flight or awaiting retry.",
+			       "gauge");
+		metrics_sample(out, "s3o_notification_outbox_depth", NULL, 0, d->depth);
+		metrics_header(out, "s3o_notification_oldest_pending_age_seconds",
+			       "Age of the oldest event still queued (0 when none).", "gauge");
+		metrics_sample(out, "s3o_notification_oldest_pending_age_seconds", NULL, 0,
+			       d->oldest_age);
+		metrics_header(out, "s3o_notification_queue_usage",
+			       "pg_notification_queue_usage(): when full, producers' commits fail.",
+			       "gauge");
+		metrics_sample(out, "s3o_notification_queue_usage", NULL, 0, d->queue_usage);
+	}
+
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} counters[] = {
+	    {"s3o_notifications_delivered_total", "Deliveries answered with a 2xx.",
+	     offsetof(struct endpoint, delivered)},
+	    {"s3o_notifications_failed_total", "Failed delivery attempts.",
+	     offsetof(struct endpoint, failed)},
+	    {"s3o_notifications_dropped_total", "Deliveries dropped after max_retries.",
+	     offsetof(struct endpoint, dropped)},
+	};
+	for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+		metrics_header(out, counters[c].name, counters[c].help, "counter");
+		for (size_t i = 0; i < d->neps; i++) {
+			l[0] = (struct metrics_label){"endpoint", d->eps[i].cfg->name};
+			const uint64_t *v =
+			    (const uint64_t *)((const char *)&d->eps[i] + counters[c].off);
+			metrics_sample_uint(out, counters[c].name, l, 1, *v);
+		}
+	}
+	metrics_header(out, "s3o_notifications_unmatched_total",
+		       "Events that matched no endpoint and were removed.", "counter");
+	metrics_sample_uint(out, "s3o_notifications_unmatched_total", NULL, 0, d->unmatched);
+
+	metrics_header(out, "s3o_notification_wakeups_total", "Reasons the dispatcher woke up.",
+		       "counter");
+	for (int w = 0; w < WAKE_COUNT; w++) {
+		l[0] = (struct metrics_label){"reason", wakeup_names[w]};
+		metrics_sample_uint(out, "s3o_notification_wakeups_total", l, 1, d->wakeups[w]);
+	}
+
+	metrics_header(out, "s3o_notification_delivery_duration_seconds",
+		       "Duration of one POST, any outcome.", "histogram");
+	for (size_t i = 0; i < d->neps; i++) {
+		l[0] = (struct metrics_label){"endpoint", d->eps[i].cfg->name};
+		metrics_histogram(out, "s3o_notification_delivery_duration_seconds", l, 1,
+				  &d->eps[i].duration);
+	}
+	metrics_header(out, "s3o_notification_lag_seconds",
+		       "From the event's insert to the 2xx of a delivery.", "histogram");
+	metrics_histogram(out, "s3o_notification_lag_seconds", NULL, 0, &d->lag);
 }

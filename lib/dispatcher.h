@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "metrics.h"
 
 struct dispatcher;
 
@@ -39,5 +40,7 @@ bool dispatcher_ready(const struct dispatcher *d, const char **why);
 void dispatcher_endpoint_stats(const struct dispatcher *d, size_t i,
 			       struct dispatcher_endpoint_stats *out);
 uint64_t dispatcher_unmatched(const struct dispatcher *d);
+/* The Prometheus exposition of every metric; reads cached values only. */
+void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out);
 
 #endif

@@ -43,6 +43,12 @@ static const char SQL_NEXT_DUE[] =
     " FROM notification_delivery WHERE endpoint = ANY($1::text[])"
     " AND (lease_until IS NULL OR lease_until < now())";
 
+static const char SQL_STATS[] =
+    "SELECT (SELECT count(*) FROM notification_outbox WHERE NOT fanned_out)"
+    " + (SELECT count(*) FROM notification_delivery),"
+    " coalesce(extract(epoch FROM now() - (SELECT created_at FROM notification_outbox"
+    " ORDER BY id LIMIT 1)), 0), pg_notification_queue_usage()";
+
 static const char SQL_CLEANUP[] =
     "DELETE FROM notification_outbox o WHERE fanned_out"
     " AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
@@ -399,4 +405,9 @@ int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgc
 int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)
 {
 	return pgconn_query(c, SQL_CLEANUP, 0, NULL, cb, arg);
+}
+
+int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
+{
+	return pgconn_query(c, SQL_STATS, 0, NULL, cb, arg);
 }

@@ -45,6 +45,10 @@ int store_unknown_endpoints(struct pgconn *c, const char *const *endpoints, size
 /* One row: milliseconds until the next retry of these endpoints falls due, or NULL. */
 int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgconn_result_cb cb,
 		   void *arg) __attribute__((warn_unused_result));
+/* One row: depth (new events + delivery rows), age in seconds of the oldest
+ * queued event (0 when none), pg_notification_queue_usage(). */
+int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
+    __attribute__((warn_unused_result));
 /* Remove events whose every delivery is settled (left by concurrent settlements). */
 int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "admin.h"
 #include "config.h"
 #include "dispatcher.h"
 #include "log.h"
@@ -36,9 +37,20 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	dispatcher_shutdown(arg);
 }
 
+static void metrics_cb(struct metrics_buf *out, void *arg)
+{
+	dispatcher_metrics(arg, out);
+}
+
+static bool ready_cb(const char **why, void *arg)
+{
+	return dispatcher_ready(arg, why);
+}
+
 static int run(const struct config *cfg)
 {
 	int rc = 1;
+	struct admin *admin = NULL;
 	struct event_base *base = event_base_new();
 	struct dispatcher *d = base ? dispatcher_new(base, cfg) : NULL;
 	struct event *term = d ? evsignal_new(base, SIGTERM, signal_cb, d) : NULL;
@@ -47,11 +59,23 @@ static int run(const struct config *cfg)
 		log_error("cannot set up the event loop: out of memory");
 		goto out;
 	}
+	char err[512];
+	const struct admin_callbacks cbs = {.metrics = metrics_cb, .ready = ready_cb};
+	admin = admin_new(base, cfg->admin_listen, &cbs, d, err, sizeof(err));
+	if (!admin) {
+		log_error("%s: [admin] listen: %s", cfg->path, err);
+		rc = 2;
+		goto out;
+	}
 	log_info("s3o-notifyd %s starting with %zu endpoints", S3O_VERSION, cfg->nendpoints);
+	if (admin_port(admin))
+		log_info("admin server on %s (port %d): /metrics /healthz /readyz",
+			 cfg->admin_listen, admin_port(admin));
 	dispatcher_start(d);
 	event_base_dispatch(base);
 	rc = dispatcher_exit_code(d);
 out:
+	admin_free(admin);
 	if (term)
 		event_free(term);
 	if (intr)
