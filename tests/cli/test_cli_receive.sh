@@ -172,9 +172,37 @@ if start failing --status 500; then
 	grep -q "s3o-notify receive: cannot listen on 127.0.0.1 port $port: Address already in use" \
 		"$tmp/busy.err" && pass "a port in use: names the problem" ||
 		fail "a port in use: names the problem" "stderr: $(cat "$tmp/busy.err")"
+	# healthcheck: a GET answered 405 is unhealthy.
+	"$bin" healthcheck "http://127.0.0.1:$port/healthz" >/dev/null 2>"$tmp/hc.err"
+	expect_eq "healthcheck: a 405 exits 1" 1 "$?"
+	grep -qF "unhealthy: http://127.0.0.1:$port/healthz: HTTP 405" "$tmp/hc.err" &&
+		pass "healthcheck: names the answer" ||
+		fail "healthcheck: names the answer" "stderr: $(cat "$tmp/hc.err")"
 	kill -TERM "$pid"
 	wait_exit "$pid" 10
 	expect_eq "failing: exits 0 on SIGTERM" 0 "$?"
+fi
+
+# ---- healthcheck against a server that answers GET with 200 ----
+if command -v python3 >/dev/null 2>&1; then
+	mkdir "$tmp/www" && echo ok >"$tmp/www/healthz"
+	: >"$tmp/www.out"
+	python3 -u -m http.server --bind 127.0.0.1 --directory "$tmp/www" 0 \
+		>"$tmp/www.out" 2>&1 &
+	www=$!
+	pids="$pids $www"
+	wport=
+	i=0
+	while [ -z "$wport" ] && [ $i -lt 100 ]; do
+		wport=$(sed -n 's/^Serving HTTP on .* port \([0-9]*\).*/\1/p' "$tmp/www.out")
+		[ -n "$wport" ] || sleep 0.05
+		i=$((i + 1))
+	done
+	"$bin" healthcheck "http://127.0.0.1:$wport/healthz" >"$tmp/hc.out" 2>&1
+	expect_eq "healthcheck: a 200 exits 0" 0 "$?"
+	"$bin" healthcheck "http://127.0.0.1:$wport/missing" >"$tmp/hc.out" 2>&1
+	expect_eq "healthcheck: a 404 exits 1" 1 "$?"
+	kill "$www" 2>/dev/null
 fi
 
 # ---- SIGINT ----
