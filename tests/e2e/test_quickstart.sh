@@ -62,6 +62,10 @@ count "failing: the retry, same id" 1 \
 count "the daemon's audit line for the drop" 1 \
 	'^\[s3o-notifyd\] .* warn +delivery dropped after 2 attempts audit=true event_id=[0-9a-f-]{36} type=backend\.circuit\.opened endpoint=failing attempts=2 last_error="HTTP 500"$'
 count "status at the end: nothing queued, no warning" 1 '^    0 warnings$'
+count "metrics: 5 delivered to healthy" 1 '^    s3o_notifications_delivered_total\{endpoint="healthy"\} 5$'
+count "metrics: 2 failed attempts at failing" 1 '^    s3o_notifications_failed_total\{endpoint="failing"\} 2$'
+count "metrics: 1 dropped at failing" 1 '^    s3o_notifications_dropped_total\{endpoint="failing"\} 1$'
+count "metrics: replication.completed unmatched" 1 '^    s3o_notifications_unmatched_total 1$'
 
 tmpdir=$(sed -n 's|^== Writing the configuration \(.*\)/s3o-notify\.ini$|\1|p' "$out")
 if [ -z "$tmpdir" ]; then
