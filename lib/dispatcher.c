@@ -92,6 +92,7 @@ struct dispatcher {
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
+	unsigned claim_req; /* rows asked for by the running claim of new events */
 	bool stopping, abandoned, drained;
 	int exit_code;
 
@@ -112,6 +113,7 @@ struct dispatcher {
 };
 
 static void job_finish(struct dispatcher *d, struct job *j);
+static void next_due_cb(PGresult *res, void *arg);
 
 static uint64_t now_ms(void)
 {
@@ -466,8 +468,8 @@ static void claim_new_cb(PGresult *res, void *arg)
 		return;
 	}
 	int n = PQntuples(res);
-	if ((unsigned)n < d->cfg->batch_size)
-		d->want_new = false;
+	if ((unsigned)n < d->claim_req)
+		d->want_new = false; /* the outbox had no more: wait for a wake-up */
 	for (int i = 0; i < n; i++)
 		job_from_row(d, res, i, NULL);
 	for (size_t i = 0; i < d->neps; i++)
@@ -503,14 +505,20 @@ static void claim_retries_cb(PGresult *res, void *arg)
 			ep->retry_req--;
 		job_from_row(d, res, i, ep);
 	}
+	bool more = false;
 	for (size_t i = 0; i < d->neps; i++) {
 		struct endpoint *ep = &d->eps[i];
 		if (ep->retry_req > 0) /* it got fewer than it asked for: nothing more is due */
 			ep->backlog = false;
+		more |= ep->backlog;
 		ep->retry_req = 0;
 		pump(ep);
 	}
 	log_debug("claimed %d due retries", n);
+	/* Nothing more is due now: time the next retry that will be. */
+	if (!more && !d->stopping &&
+	    store_next_due(d->work, d->ep_names, d->neps, next_due_cb, d) != 0)
+		log_debug("next retry not looked up: connection down");
 	schedule_kick(d);
 }
 
@@ -530,6 +538,7 @@ static bool claim_new(struct dispatcher *d)
 		return false;
 	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0)
 		return false;
+	d->claim_req = want;
 	d->claiming = true;
 	return true;
 }
@@ -542,8 +551,12 @@ static bool claim_retries(struct dispatcher *d)
 	for (size_t i = 0; i < d->neps; i++) {
 		struct endpoint *ep = &d->eps[i];
 		unsigned room = endpoint_room(ep);
-		if (room == 0 || !(d->want_retry || ep->backlog))
+		if (!(d->want_retry || ep->backlog))
 			continue;
+		if (room == 0) {
+			ep->backlog = true; /* claimed once it has room */
+			continue;
+		}
 		ep->retry_req = room < d->cfg->batch_size ? room : d->cfg->batch_size;
 		names[n] = ep->cfg->name;
 		limits[n++] = ep->retry_req;
@@ -764,7 +777,7 @@ static void next_due_cb(PGresult *res, void *arg)
 	    PQgetisnull(res, 0, 0) || d->stopping)
 		return;
 	long long ms = atoll(PQgetvalue(res, 0, 0));
-	arm_retry(d, ms > 0 ? (uint64_t)ms + DISPATCHER_RETRY_SLACK_MS : 0);
+	arm_retry(d, (ms > 0 ? (uint64_t)ms : 0) + DISPATCHER_RETRY_SLACK_MS);
 }
 
 static void ignore_result_cb(PGresult *res, void *arg)
@@ -852,9 +865,11 @@ static void shutdown_timer_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			dl->state = DEL_HANDBACK;
 			dl->ep->in_flight--;
+			j->pending--;
 			n++;
-			delivery_done(d, dl); /* may free j */
 		}
+		if (j->pending == 0)
+			job_finish(d, j);
 		j = next;
 	}
 	log_warn("shutdown timeout: %u POSTs abandoned and handed back", n);

@@ -40,8 +40,7 @@ static const char SQL_UNKNOWN_ENDPOINTS[] =
 
 static const char SQL_NEXT_DUE[] =
     "SELECT ceil(extract(epoch FROM min(due_at) - now()) * 1000)::bigint"
-    " FROM notification_delivery WHERE endpoint = ANY($1::text[])"
-    " AND (lease_until IS NULL OR lease_until < now())";
+    " FROM notification_delivery WHERE endpoint = ANY($1::text[]) AND due_at > now()";
 
 static const char SQL_STATS[] =
     "SELECT (SELECT count(*) FROM notification_outbox WHERE NOT fanned_out)"
