@@ -73,8 +73,8 @@ struct endpoint {
 	unsigned cap; /* POSTs at once; it holds at most 2 * cap deliveries */
 	unsigned in_flight, queued;
 	struct delivery *q_head, *q_tail;
-	bool backlog;	    /* due rows of its own may be waiting in the database */
-	unsigned retry_req; /* rows asked for in the running retry claim */
+	bool backlog;		       /* due rows of its own may be waiting in the database */
+	unsigned retry_req, retry_got; /* rows asked for and received in a retry claim */
 	uint64_t delivered, failed, dropped;
 	struct histogram duration;
 };
@@ -501,17 +501,16 @@ static void claim_retries_cb(PGresult *res, void *arg)
 		struct endpoint *ep = endpoint_by_name(d, PQgetvalue(res, i, STORE_COL_ENDPOINT));
 		if (!ep)
 			continue; /* cannot happen: we asked for these names; the lease expires */
-		if (ep->retry_req)
-			ep->retry_req--;
+		ep->retry_got++;
 		job_from_row(d, res, i, ep);
 	}
 	bool more = false;
 	for (size_t i = 0; i < d->neps; i++) {
 		struct endpoint *ep = &d->eps[i];
-		if (ep->retry_req > 0) /* it got fewer than it asked for: nothing more is due */
-			ep->backlog = false;
+		if (ep->retry_req > 0) /* a full answer means more may be due */
+			ep->backlog = ep->retry_got >= ep->retry_req;
 		more |= ep->backlog;
-		ep->retry_req = 0;
+		ep->retry_req = ep->retry_got = 0;
 		pump(ep);
 	}
 	log_debug("claimed %d due retries", n);
