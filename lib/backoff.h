@@ -14,7 +14,7 @@ uint64_t backoff_delay_ms(unsigned n, uint64_t max_ms, uint32_t rnd);
 /* Parse a Retry-After value: delta-seconds or an HTTP date (relative to now).
  * A date in the past gives 0. Returns false when the value is neither. */
 bool backoff_parse_retry_after(const char *value, time_t now, uint64_t *out_ms)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* max(backoff_delay_ms(n), min(retry_after_ms, max_ms)); retry_after_ms 0 = none. */
 uint64_t backoff_next_ms(unsigned n, uint64_t max_ms, uint64_t retry_after_ms, uint32_t rnd);

@@ -41,7 +41,7 @@ struct config {
 };
 
 struct config *config_load(const char *path, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void config_free(struct config *cfg);
 
 #endif

@@ -70,7 +70,8 @@ struct endpoint {
 	struct dispatcher *d;
 	const struct endpoint_config *cfg;
 	struct curl_slist *headers;
-	unsigned cap; /* POSTs at once; it holds at most 2 * cap deliveries */
+	struct signer *signer; /* NULL when the endpoint has no secret */
+	unsigned cap;	       /* POSTs at once; it holds at most 2 * cap deliveries */
 	unsigned in_flight, queued;
 	struct delivery *q_head, *q_tail;
 	bool backlog;		       /* due rows of its own may be waiting in the database */
@@ -239,9 +240,14 @@ static void post_start(struct endpoint *ep, struct delivery *dl)
 	struct job *j = dl->job;
 	char sig[sizeof("X-Signature-256: ") + SIGN_HEADER_LEN];
 	const char *extra = NULL;
-	if (ep->cfg->secret[0]) {
+	if (ep->signer) {
 		memcpy(sig, "X-Signature-256: ", 17);
-		sign_body(ep->cfg->secret, j->body, j->len, sig + 17);
+		if (!signer_sign(ep->signer, j->body, j->len, sig + 17)) {
+			log_error("cannot sign for %s: OpenSSL failed", ep->cfg->name);
+			dl->state = DEL_HANDBACK;
+			delivery_done(ep->d, dl);
+			return;
+		}
 		extra = sig;
 	}
 	struct http_request req = {
@@ -915,6 +921,8 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 			h = t;
 		}
 		ep->headers = h;
+		if (ep->cfg->secret[0] && !(ep->signer = signer_new(ep->cfg->secret)))
+			goto fail;
 	}
 	const char *listen_url = cfg->listen_url[0] ? cfg->listen_url : cfg->database_url;
 	struct pgconn_callbacks wcb = {.up = work_up_cb, .down = work_down_cb};
@@ -962,8 +970,10 @@ void dispatcher_free(struct dispatcher *d)
 			event_free(evs[i]);
 	pgconn_free(d->work);
 	pgconn_free(d->listen);
-	for (size_t i = 0; d->eps && i < d->neps; i++)
+	for (size_t i = 0; d->eps && i < d->neps; i++) {
 		curl_slist_free_all(d->eps[i].headers);
+		signer_free(d->eps[i].signer);
+	}
 	free(d->eps);
 	free(d->ep_names);
 	store_batch_free(d->pending);

@@ -15,6 +15,6 @@ void event_format_time(int64_t unix_us, char *buf, size_t n);
  * gets the body length. */
 char *event_envelope(const char *id, const char *source, const char *type, const char *subject,
 		     int64_t time_unix_us, const char *data_json, size_t *len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

@@ -121,12 +121,41 @@ static void test_null_secret(void **state)
 	assert_false(sign_verify(NULL, "x", 1, out));
 }
 
+/* The keyed signer agrees with the one-shot path, body after body. */
+static void test_signer_matches_one_shot(void **state)
+{
+	(void)state;
+	struct signer *s = signer_new("It's a Secret to Everybody");
+	assert_non_null(s);
+	char a[SIGN_HEADER_LEN], b[SIGN_HEADER_LEN];
+	assert_true(signer_sign(s, "Hello, World!", 13, a));
+	assert_string_equal(
+	    a, "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+	const char *bodies[] = {"", "x", "Hello, World!", "{\"specversion\":\"1.0\"}"};
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+			assert_true(signer_sign(s, bodies[i], strlen(bodies[i]), a));
+			sign_body("It's a Secret to Everybody", bodies[i], strlen(bodies[i]), b);
+			assert_string_equal(a, b);
+		}
+	}
+	signer_free(s);
+	signer_free(NULL);
+
+	s = signer_new("Jefe");
+	assert_non_null(s);
+	assert_true(signer_sign(s, "what do ya want for nothing?", 28, a));
+	assert_string_equal(
+	    a, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	signer_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rfc4231_case2), cmocka_unit_test(test_github_example),
 	    cmocka_unit_test(test_binary_body),	  cmocka_unit_test(test_verify_rejects),
-	    cmocka_unit_test(test_null_secret),
+	    cmocka_unit_test(test_null_secret),	  cmocka_unit_test(test_signer_matches_one_shot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
