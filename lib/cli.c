@@ -77,7 +77,7 @@ void cli_pg_error(const PGresult *res, const PGconn *conn, char *buf, size_t n)
 	if (state && strcmp(state, "42P01") == 0)
 		fix = "apply the migrations in sql/ in order with psql -v ON_ERROR_STOP=1 -f";
 	else if (state && strcmp(state, "42501") == 0)
-		fix = "grant this role the privileges listed in the header of sql/001_outbox.sql";
+		fix = "grant this role the privileges listed in the headers of the sql/ files";
 	size_t len = (size_t)snprintf(buf, n, "%s", primary);
 	if (detail && len < n)
 		len += (size_t)snprintf(buf + len, n - len, " (%s)", detail);

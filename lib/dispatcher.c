@@ -22,6 +22,7 @@
 #define DISPATCHER_SETTLE_WAIT_MS 5000 /* at shutdown, after the deliveries */
 #define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
+#define DISPATCHER_BUSY_MS	  1000 /* lifetime of the busy mark (sql/002), renewed at half */
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
 static const char *const wakeup_names[WAKE_COUNT] = {"notify", "sweep", "reconnect", "retry"};
@@ -93,7 +94,8 @@ struct dispatcher {
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
-	unsigned claim_req; /* rows asked for by the running claim of new events */
+	bool busy;	    /* our busy mark is set: producers do not notify */
+	uint64_t busy_renew_at;
 	bool stopping, abandoned, drained;
 	int exit_code;
 
@@ -459,6 +461,33 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 
 /* ---- claims ---- */
 
+static void busy_result_cb(PGresult *res, void *arg)
+{
+	(void)arg;
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_warn("cannot update the busy mark: %s", PQresultErrorMessage(res));
+}
+
+/* Draining: tell producers no wake-up is needed (see sql/002). Queued before
+ * the next claim, so it is committed before that claim's snapshot. */
+static void mark_busy(struct dispatcher *d)
+{
+	uint64_t now = now_ms();
+	if (d->busy && now < d->busy_renew_at)
+		return;
+	if (store_set_busy(d->work, DISPATCHER_BUSY_MS, busy_result_cb, d) != 0)
+		return;
+	d->busy = true;
+	d->busy_renew_at = now + DISPATCHER_BUSY_MS / 2;
+}
+
+static void mark_idle(struct dispatcher *d)
+{
+	if (d->busy && store_set_busy(d->work, 0, busy_result_cb, d) != 0)
+		log_debug("busy mark not cleared: connection down; it lapses by itself");
+	d->busy = false;
+}
+
 static void claim_new_cb(PGresult *res, void *arg)
 {
 	struct dispatcher *d = arg;
@@ -474,8 +503,18 @@ static void claim_new_cb(PGresult *res, void *arg)
 		return;
 	}
 	int n = PQntuples(res);
-	if ((unsigned)n < d->claim_req)
-		d->want_new = false; /* the outbox had no more: wait for a wake-up */
+	if (n > 0 && !d->stopping) {
+		/* Rows keep coming: claim again without waiting for a wake-up. */
+		d->want_new = true;
+		mark_busy(d);
+	} else if (d->busy) {
+		/* Drained: producers notify again from now on, and one more claim
+		 * takes what was committed while they did not. */
+		mark_idle(d);
+		d->want_new = true;
+	} else {
+		d->want_new = false;
+	}
 	for (int i = 0; i < n; i++)
 		job_from_row(d, res, i, NULL);
 	for (size_t i = 0; i < d->neps; i++)
@@ -543,7 +582,6 @@ static bool claim_new(struct dispatcher *d)
 		return false;
 	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0)
 		return false;
-	d->claim_req = want;
 	d->claiming = true;
 	return true;
 }
@@ -728,6 +766,7 @@ static void work_down_cb(void *arg)
 {
 	struct dispatcher *d = arg;
 	d->schema_ok = false;
+	d->busy = false; /* the mark lapses by itself */
 }
 
 static void listen_result_cb(PGresult *res, void *arg)
@@ -999,6 +1038,8 @@ void dispatcher_shutdown(struct dispatcher *d)
 		return;
 	}
 	d->stopping = true;
+	if (pgconn_is_up(d->work))
+		mark_idle(d);
 	event_del(d->sweep_timer);
 	event_del(d->stats_timer);
 	event_del(d->retry_timer);

@@ -48,6 +48,11 @@ static const char SQL_STATS[] =
     " coalesce(extract(epoch FROM now() - (SELECT created_at FROM notification_outbox"
     " ORDER BY id LIMIT 1)), 0), pg_notification_queue_usage()";
 
+static const char SQL_SET_BUSY[] =
+    "UPDATE notification_dispatcher_state"
+    " SET busy_until = clock_timestamp() + $1 * interval '1 millisecond'";
+static const char SQL_CLEAR_BUSY[] = "UPDATE notification_dispatcher_state SET busy_until = NULL";
+
 static const char SQL_CLEANUP[] =
     "DELETE FROM notification_outbox o WHERE fanned_out"
     " AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
@@ -409,4 +414,14 @@ int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)
 int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
 {
 	return pgconn_query(c, SQL_STATS, 0, NULL, cb, arg);
+}
+
+int store_set_busy(struct pgconn *c, uint64_t busy_ms, pgconn_result_cb cb, void *arg)
+{
+	if (busy_ms == 0)
+		return pgconn_query(c, SQL_CLEAR_BUSY, 0, NULL, cb, arg);
+	char ms[24];
+	snprintf(ms, sizeof(ms), "%" PRIu64, busy_ms);
+	const char *v[] = {ms};
+	return pgconn_query(c, SQL_SET_BUSY, 1, v, cb, arg);
 }

@@ -12,7 +12,7 @@
 
 #include "pgconn.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Columns of a claim of new events and of a claim of due retries. */
 enum store_col {
@@ -48,6 +48,10 @@ int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgc
 /* One row: depth (new events + delivery rows), age in seconds of the oldest
  * queued event (0 when none), pg_notification_queue_usage(). */
 int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+/* Mark a dispatcher busy for busy_ms (producers then skip pg_notify), or
+ * clear the mark with busy_ms 0. */
+int store_set_busy(struct pgconn *c, uint64_t busy_ms, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));
 /* Remove events whose every delivery is settled (left by concurrent settlements). */
 int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)

@@ -312,6 +312,31 @@ static void run_scenarios(struct test *t)
 		 {"RELEASE SAVEPOINT s", false}, {INSERT_ONE, false}, {"COMMIT", false});
 }
 
+/* sql/002: while a dispatcher's busy mark is current, producers do not
+ * notify; once it is cleared or has lapsed, they do again. */
+static void busy_mark(struct test *t)
+{
+	SCENARIO(t, "busy mark set: a committed INSERT", 1, 0,
+		 {"UPDATE notification_dispatcher_state"
+		  " SET busy_until = clock_timestamp() + interval '1 hour'",
+		  false},
+		 {INSERT_ONE, false});
+	SCENARIO(t, "busy mark set: notification_publish in a transaction", 1, 0, {"BEGIN", false},
+		 {"SELECT notification_publish('test.pub', 'busy')", false}, {"COMMIT", false});
+	SCENARIO(t, "busy mark cleared: a committed INSERT notifies again", 1, 1,
+		 {"UPDATE notification_dispatcher_state SET busy_until = NULL", false},
+		 {INSERT_ONE, false});
+	SCENARIO(t, "busy mark lapsed: a committed INSERT notifies", 1, 1,
+		 {"UPDATE notification_dispatcher_state"
+		  " SET busy_until = clock_timestamp() - interval '1 millisecond'",
+		  false},
+		 {INSERT_ONE, false});
+	SCENARIO(t, "busy mark set by a producer that only has INSERT: refused", 0, 0,
+		 {"SET ROLE test_notify_producer", false},
+		 {"UPDATE notification_dispatcher_state SET busy_until = NULL", true},
+		 {"RESET ROLE", false});
+}
+
 /* Nothing reaches the listener while the transaction is open; one at commit. */
 static void before_commit(struct test *t)
 {
@@ -354,6 +379,12 @@ int main(void)
 
 	run_scenarios(&t);
 	before_commit(&t);
+	if (!run(t.producer, "CREATE ROLE test_notify_producer NOLOGIN", false) ||
+	    !run(t.producer, "GRANT INSERT ON notification_outbox TO test_notify_producer", false))
+		goto out;
+	busy_mark(&t);
+	run(t.producer, "DROP OWNED BY test_notify_producer", false);
+	run(t.producer, "DROP ROLE test_notify_producer", false);
 	check_int(&t, "no stray notification after the last step", 0, watch_quiet(&t, QUIET_MS));
 	check_int(&t, "notifications on " CHANNEL " sent by another backend than the producer", 0,
 		  t.strangers);

@@ -70,8 +70,8 @@ SELECT col_is_null('notification_delivery', 'lease_until');
 -- notification_schema_version
 SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
 SELECT col_is_pk('notification_schema_version', 'version');
-SELECT results_eq('SELECT version FROM notification_schema_version', ARRAY[1],
-		  'notification_schema_version holds exactly version 1');
+SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2],
+		  'notification_schema_version holds exactly versions 1 and 2');
 
 -- indexes
 SELECT indexes_are('notification_outbox',
