@@ -23,6 +23,7 @@
 #define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
 #define DISPATCHER_BUSY_MS	  1000 /* lifetime of the busy mark (sql/002), renewed at half */
+#define DISPATCHER_LAST_CLAIM_MS  100  /* after clearing it: covers producers' commit delay */
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
 static const char *const wakeup_names[WAKE_COUNT] = {"notify", "sweep", "reconnect", "retry"};
@@ -89,12 +90,12 @@ struct dispatcher {
 	const char **ep_names;
 	struct pgconn *work, *listen;
 	struct http *http;
-	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev;
+	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *last_claim_timer;
 	uint64_t retry_deadline; /* monotonic ms of the armed retry timer, 0 = none */
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
-	bool busy;	    /* our busy mark is set: producers do not notify */
+	bool busy; /* our busy mark is set: producers do not notify */
 	uint64_t busy_renew_at;
 	bool stopping, abandoned, drained;
 	int exit_code;
@@ -508,10 +509,12 @@ static void claim_new_cb(PGresult *res, void *arg)
 		d->want_new = true;
 		mark_busy(d);
 	} else if (d->busy) {
-		/* Drained: producers notify again from now on, and one more claim
-		 * takes what was committed while they did not. */
+		/* Drained: producers notify again from now on. One more claim a
+		 * little later takes what they inserted under the mark and
+		 * committed since; a notification brings it sooner. */
 		mark_idle(d);
-		d->want_new = true;
+		d->want_new = false;
+		timer_ms(d->last_claim_timer, DISPATCHER_LAST_CLAIM_MS);
 	} else {
 		d->want_new = false;
 	}
@@ -846,6 +849,15 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	schedule_kick(d);
 }
 
+static void last_claim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	d->want_new = true;
+	schedule_kick(d);
+}
+
 static void retry_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -976,8 +988,9 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->shutdown_timer = evtimer_new(base, shutdown_timer_cb, d);
 	d->kick_ev = event_new(base, -1, 0, kick_cb, d);
 	d->stats_timer = event_new(base, -1, EV_PERSIST, stats_cb, d);
+	d->last_claim_timer = evtimer_new(base, last_claim_cb, d);
 	if (!d->work || !d->listen || !d->http || !d->sweep_timer || !d->retry_timer ||
-	    !d->shutdown_timer || !d->kick_ev || !d->stats_timer)
+	    !d->shutdown_timer || !d->kick_ev || !d->stats_timer || !d->last_claim_timer)
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
@@ -1002,8 +1015,8 @@ void dispatcher_free(struct dispatcher *d)
 		job_unlink(d, j);
 		job_free(j);
 	}
-	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev,
-			       d->stats_timer};
+	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer,
+			       d->kick_ev,     d->stats_timer, d->last_claim_timer};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -1042,6 +1055,7 @@ void dispatcher_shutdown(struct dispatcher *d)
 		mark_idle(d);
 	event_del(d->sweep_timer);
 	event_del(d->stats_timer);
+	event_del(d->last_claim_timer);
 	event_del(d->retry_timer);
 	unsigned running = 0;
 	for (size_t i = 0; i < d->neps; i++) {

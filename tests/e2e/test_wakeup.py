@@ -1,0 +1,110 @@
+"""Wake-ups under sql/002: producers skip pg_notify while a dispatcher is
+draining, so the sweep is the bound for anything a wake-up would have
+brought. No event may wait longer than one sweep interval for lack of one."""
+
+import os
+import random
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import check, check_eq, make_config, run  # noqa: E402
+
+SWEEP_S = 1.0
+SLACK_S = 0.5  # a claim round trip and a POST, on a loaded test machine
+
+
+def first_arrivals(r):
+    """event id -> wall-clock time of its first 2xx delivery."""
+    out = {}
+    for q in r.all("/hook", ok=True):
+        out.setdefault(q.event_id, q.wall)
+    return out
+
+
+def test_stuck_busy_mark_bounded_by_sweep(ctx):
+    """A mark left by a dispatcher that stopped claiming silences every
+    producer: the sweep still delivers each event within one interval."""
+    r = ctx.receiver()
+    cfg = make_config([("hook", {"url": r.url("/hook"), "events": "*"})], sweep_interval="1s")
+    d = ctx.daemon(cfg).start()
+    lags = []
+    for i in range(4):
+        time.sleep(random.uniform(0.05, 0.6))
+        # Set again each time: the daemon's own mark replaces it as it drains.
+        ctx.db.run("UPDATE notification_dispatcher_state SET busy_until = now() + interval '1 hour'")
+        row = ctx.db.insert_one("test.silenced", "s/%d" % i)
+        committed = time.time()
+        r.wait_ids([row["event_id"]], "/hook", timeout=5)
+        lags.append(first_arrivals(r)[row["event_id"]] - committed)
+    print("lags with a stuck busy mark (s): %s" % ["%.3f" % x for x in lags])
+    check(max(lags) <= SWEEP_S + SLACK_S, "every silenced event delivered within one sweep",
+          "<= %.1f s" % (SWEEP_S + SLACK_S), "%.3f s" % max(lags))
+    # Without a wake-up, arrivals wait for the sweep: some of them visibly.
+    check(max(lags) > 0.05, "the producers' notifications were really suppressed",
+          "some lag > 0.05 s", "%.3f s" % max(lags))
+    ctx.db.run("UPDATE notification_dispatcher_state SET busy_until = NULL")
+    d.stop()
+
+
+def producer(ctx, stop, committed, errors, seed):
+    rnd = random.Random(seed)
+    s = ctx.session()
+    try:
+        while not stop.is_set():
+            shape = rnd.random()
+            if shape < 0.5:
+                out = s.execute("INSERT INTO notification_outbox (event_type, subject)"
+                                " VALUES ('test.load', 'a') RETURNING event_id")
+            else:
+                s.execute("BEGIN")
+                out = s.execute("INSERT INTO notification_outbox (event_type, subject)"
+                                " SELECT 'test.load', 'b' || g FROM generate_series(1, %d) g"
+                                " RETURNING event_id" % rnd.randint(1, 5))
+                s.execute("SELECT pg_sleep(%f)" % rnd.uniform(0, 0.05))
+                s.execute("COMMIT")
+            t = time.time()
+            for eid in out:
+                committed[eid] = t
+            time.sleep(rnd.uniform(0, 0.02))
+    except Exception as e:  # reported by the test
+        errors.append(repr(e))
+    finally:
+        s.close()
+
+
+def test_concurrent_producers_bounded_by_sweep(ctx):
+    """Six producers, short and longer transactions, while the daemon drains
+    and sets and clears its mark: every event arrives within one sweep of
+    its commit, none twice."""
+    r = ctx.receiver()
+    cfg = make_config([("hook", {"url": r.url("/hook"), "events": "*"})], sweep_interval="1s")
+    d = ctx.daemon(cfg).start()
+    stop = threading.Event()
+    committed, errors = {}, []
+    threads = [threading.Thread(target=producer, args=(ctx, stop, committed, errors, i)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(8)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    check_eq([], errors, "producer errors")
+    ids = list(committed)
+    r.wait_ids(ids, "/hook", timeout=10)
+    arrived = first_arrivals(r)
+    lags = sorted(arrived[e] - committed[e] for e in ids)
+    p50, p99 = lags[len(lags) // 2], lags[int(len(lags) * 0.99)]
+    print("%d events; lag p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (len(lags), p50 * 1e3, p99 * 1e3, lags[-1] * 1e3))
+    check(len(ids) > 200, "enough load to matter", "> 200 events", len(ids))
+    check(lags[-1] <= SWEEP_S + SLACK_S, "no event waited longer than one sweep",
+          "<= %.1f s" % (SWEEP_S + SLACK_S), "%.3f s" % lags[-1])
+    check_eq(len(ids), r.count("/hook"), "requests (no duplicates)")
+    d.stop()
+    mark = ctx.db.scalar("SELECT coalesce(busy_until > clock_timestamp(), false) FROM notification_dispatcher_state")
+    check_eq("f", mark, "the busy mark is cleared after a graceful stop")
+
+
+if __name__ == "__main__":
+    run([test_stuck_busy_mark_bounded_by_sweep, test_concurrent_producers_bounded_by_sweep])
