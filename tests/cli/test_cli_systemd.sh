@@ -1,6 +1,6 @@
 #!/bin/sh
 # The systemd unit that cmake --install installs (configured into the build
-# directory from s3o-notifyd.service.in): the contract's settings, and
+# directory from docker/s3o-notifyd.service.in): the contract's settings, and
 # systemd-analyze verify when systemd is installed.
 set -u
 
