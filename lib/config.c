@@ -86,6 +86,7 @@ static const struct key_spec dispatcher_keys[] = {
     [DISPATCHER_LEASE] = {"lease", KT_DURATION, CFG(lease_ms), 1, 0},
     {"batch_size", KT_UINT, CFG(batch_size), 1, 10000},
     {"max_in_flight", KT_UINT, CFG(max_in_flight), 1, 10000},
+    {"max_event_bytes", KT_UINT, CFG(max_event_bytes), 1024, 256u << 20},
     {"shutdown_timeout", KT_DURATION, CFG(shutdown_timeout_ms), 0, 0},
     {NULL, KT_STRING, 0, 0, 0},
 };
@@ -911,6 +912,7 @@ static struct config *config_new(const char *path)
 	cfg->shutdown_timeout_ms = 10000;
 	cfg->batch_size = 200;
 	cfg->max_in_flight = 256;
+	cfg->max_event_bytes = 4u << 20;
 	cfg->log_level = LOGL_INFO;
 	cfg->log_format = LOG_JSON;
 	if (!cfg->path || !cfg->database_url || !cfg->listen_url || !cfg->source ||

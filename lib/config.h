@@ -33,7 +33,8 @@ struct config {
 	uint64_t shutdown_timeout_ms;
 	unsigned batch_size;
 	unsigned max_in_flight;
-	char *admin_listen; /* "" = admin server off */
+	unsigned max_event_bytes; /* larger envelopes are dropped with an audit line */
+	char *admin_listen;	  /* "" = admin server off */
 	enum log_level log_level;
 	enum log_format log_format;
 	struct endpoint_config *endpoints;

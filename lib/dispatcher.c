@@ -314,6 +314,17 @@ static void delivery_assign(struct dispatcher *d, struct delivery *dl)
 
 /* ---- jobs ---- */
 
+static void drop_oversize(struct dispatcher *d, struct delivery *dl, size_t data_len)
+{
+	char err[160];
+	snprintf(err, sizeof(err), "event too large: %zu bytes of data, max_event_bytes is %u",
+		 data_len, d->cfg->max_event_bytes);
+	dl->error = strdup(err);
+	dl->state = DEL_DROPPED;
+	dl->ep->dropped++;
+	audit_drop(dl);
+}
+
 static void job_free(struct job *j)
 {
 	for (unsigned i = 0; i < j->ndel; i++)
@@ -424,8 +435,15 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 	j->type = strdup(type);
 	const char *source = field(res, row, STORE_COL_SOURCE);
 	j->created_us = strtoll(PQgetvalue(res, row, STORE_COL_CREATED_US), NULL, 10);
-	j->body = event_envelope(j->event_id, source ? source : d->cfg->source, type, subject,
-				 j->created_us, PQgetvalue(res, row, STORE_COL_DATA), &j->len);
+	/* An oversized event is never built: dropped for every endpoint, audited. */
+	size_t data_len = (size_t)PQgetlength(res, row, STORE_COL_DATA);
+	bool oversize = data_len > d->cfg->max_event_bytes;
+	if (!oversize) {
+		j->body =
+		    event_envelope(j->event_id, source ? source : d->cfg->source, type, subject,
+				   j->created_us, PQgetvalue(res, row, STORE_COL_DATA), &j->len);
+		oversize = j->body && j->len > d->cfg->max_event_bytes;
+	}
 	j->ndel = n;
 	j->next = d->jobs;
 	if (d->jobs)
@@ -451,7 +469,9 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 		dl->ep = ep;
 		if (retry_ep)
 			dl->attempts = atoi(PQgetvalue(res, row, STORE_COL_ATTEMPTS));
-		if (!j->event_id || !j->type || !j->body)
+		if (oversize && j->event_id && j->type)
+			drop_oversize(d, dl, data_len);
+		else if (!j->event_id || !j->type || !j->body)
 			dl->state = DEL_HANDBACK;
 		else
 			delivery_assign(d, dl);

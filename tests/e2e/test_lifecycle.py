@@ -104,5 +104,31 @@ def test_secrets_never_logged(ctx):
           "the database password is absent from log and metrics", "absent", "found")
 
 
+def test_oversized_event_dropped(ctx):
+    """An event over max_event_bytes is dropped for each endpoint with an
+    audit line, never sent and never a crash; the others flow on."""
+    r = ctx.receiver()
+    cfg = make_config(
+        [("a", {"url": r.url("/a"), "events": "*"}), ("b", {"url": r.url("/b"), "events": "s3:*"})],
+        extra_dispatcher={"max_event_bytes": 4096},
+    )
+    d = ctx.daemon(cfg).start()
+    big = ctx.db.insert_one("s3:ObjectCreated:Put", "big/x", data={"blob": "x" * 8000})
+    near = ctx.db.insert_one("s3:ObjectCreated:Put", "near/y", data={"blob": "y" * 3900})
+    small = ctx.db.insert_one("s3:ObjectCreated:Put", "small/z", data={"n": 1})
+    r.wait_ids([small["event_id"]], "/a", timeout=5)
+    r.wait_ids([small["event_id"]], "/b", timeout=5)
+    wait_until(lambda: ctx.db.outbox_count() == 0, 5, "the outbox empties")
+    audits = [l for l in d.log() if l.get("audit")]
+    check_eq(sorted(["a", "b"] * 2), sorted(l["endpoint"] for l in audits), "audit lines, two per oversized event")
+    check_eq({big["event_id"], near["event_id"]}, set(l["event_id"] for l in audits), "the audited events")
+    check(all("max_event_bytes" in l["last_error"] for l in audits), "the reason names the setting",
+          "max_event_bytes in last_error", [l["last_error"] for l in audits])
+    sent = set(r.ids("/a")) | set(r.ids("/b"))
+    check_eq({small["event_id"]}, sent, "only the small event was sent")
+    check_eq(0, d.stop(), "exit status")
+
+
 if __name__ == "__main__":
-    run([test_unknown_endpoint_stays_queued, test_second_signal_exits_at_once, test_secrets_never_logged])
+    run([test_unknown_endpoint_stays_queued, test_second_signal_exits_at_once, test_secrets_never_logged,
+         test_oversized_event_dropped])

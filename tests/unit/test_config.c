@@ -60,6 +60,8 @@ static const struct bad_case bad_cases[] = {
     {"zero_batch_size.ini", 2, "[dispatcher] batch_size: \"0\": out of range (1..10000)"},
     {"max_in_flight_range.ini", 2, "max_in_flight: \"10001\": out of range (1..10000)"},
     {"max_retries_range.ini", 4, "max_retries: \"101\": out of range (0..100)"},
+    {"max_event_bytes_range.ini", 2,
+     "[dispatcher] max_event_bytes: \"100\": out of range (1024..268435456)"},
     {"not_a_number.ini", 2, "max_in_flight: \"12abc\": not a number"},
     {"number_plus_sign.ini", 2, "batch_size: \"+5\": not a number"},
     {"unset_variable.ini", 4,
@@ -209,6 +211,7 @@ static void test_full(void **state)
 	assert_int_equal(cfg->lease_ms, 120000);
 	assert_int_equal(cfg->batch_size, 10000);
 	assert_int_equal(cfg->max_in_flight, 1);
+	assert_int_equal(cfg->max_event_bytes, 65536);
 	assert_int_equal(cfg->shutdown_timeout_ms, 0);
 	assert_string_equal(cfg->admin_listen, "[::1]:9100");
 	assert_int_equal(cfg->log_level, LOGL_DEBUG);
@@ -257,6 +260,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->lease_ms, 30000);
 	assert_int_equal(cfg->batch_size, 200);
 	assert_int_equal(cfg->max_in_flight, 256);
+	assert_int_equal(cfg->max_event_bytes, 4 << 20);
 	assert_int_equal(cfg->shutdown_timeout_ms, 10000);
 	assert_string_equal(cfg->admin_listen, "127.0.0.1:9464");
 	assert_int_equal(cfg->log_level, LOGL_INFO);
