@@ -392,6 +392,14 @@ static const char *field(PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
+static bool endpoint_wants(const struct endpoint_config *c, const char *type, const char *subject)
+{
+	for (size_t k = 0; k < c->nevents; k++)
+		if (pattern_match(c->events[k], type))
+			return pattern_prefix_passes(c->prefix, type, subject);
+	return false;
+}
+
 /* Build a job from a claimed row: the envelope once, then its deliveries. */
 static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint *retry_ep)
 {
@@ -400,17 +408,14 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 	int64_t id = strtoll(PQgetvalue(res, row, STORE_COL_ID), NULL, 10);
 	const char *token = PQgetvalue(res, row, STORE_COL_TOKEN);
 
+	bool wants[d->neps ? d->neps : 1];
 	unsigned n = 0;
 	if (retry_ep) {
 		n = 1;
 	} else {
 		for (size_t i = 0; i < d->neps; i++) {
-			const struct endpoint_config *c = d->eps[i].cfg;
-			bool match = false;
-			for (size_t k = 0; k < c->nevents && !match; k++)
-				match = pattern_match(c->events[k], type);
-			if (match && pattern_prefix_passes(c->prefix, type, subject))
-				n++;
+			wants[i] = endpoint_wants(d->eps[i].cfg, type, subject);
+			n += wants[i];
 		}
 		if (n == 0) {
 			/* Nobody wants it: remove it, counted. */
@@ -454,16 +459,8 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 	unsigned k = 0;
 	for (size_t i = 0; i < d->neps && k < n; i++) {
 		struct endpoint *ep = &d->eps[i];
-		if (retry_ep && ep != retry_ep)
+		if (retry_ep ? ep != retry_ep : !wants[i])
 			continue;
-		if (!retry_ep) {
-			const struct endpoint_config *c = ep->cfg;
-			bool match = false;
-			for (size_t m = 0; m < c->nevents && !match; m++)
-				match = pattern_match(c->events[m], type);
-			if (!match || !pattern_prefix_passes(c->prefix, type, subject))
-				continue;
-		}
 		struct delivery *dl = &j->del[k++];
 		dl->job = j;
 		dl->ep = ep;
