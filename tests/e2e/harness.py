@@ -183,14 +183,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self):
+    def __init__(self, port=0):
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.requests = []
         self.behaviours = {}
         self.stop_event = threading.Event()
         self._conn_ids = {}
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.receiver = self
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -765,8 +765,9 @@ class Ctx:
         self.sessions = []
         self.version = None
 
-    def receiver(self):
-        r = Receiver()
+    def receiver(self, port=0):
+        """A Receiver on 127.0.0.1, on port (0 = any free port)."""
+        r = Receiver(port)
         self.receivers.append(r)
         return r
 
