@@ -64,13 +64,112 @@ void event_format_time(int64_t unix_us, char *buf, size_t n)
 		 (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)frac);
 }
 
+/* Text from the producer's columns need not be UTF-8 (a SQL_ASCII database stores
+ * any bytes), but a receiver must be able to decode the body: each ill-formed
+ * sequence becomes U+FFFD, one per maximal subpart (Unicode 3.9, as WHATWG and
+ * Python's "replace" do), and well-formed UTF-8 is kept byte for byte.
+ * utf8_step() gives the length of the character at p when *valid, else the
+ * number of bytes one U+FFFD replaces; the NUL after the text stops it. */
+static size_t utf8_step(const unsigned char *p, bool *valid)
+{
+	unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+	size_t len;
+	if (p[0] < 0x80) {
+		*valid = true;
+		return 1;
+	} else if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		lo = p[0] == 0xe0 ? 0xa0 : 0x80; /* no overlong forms */
+		hi = p[0] == 0xed ? 0x9f : 0xbf; /* no surrogates */
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		lo = p[0] == 0xf0 ? 0x90 : 0x80; /* no overlong forms */
+		hi = p[0] == 0xf4 ? 0x8f : 0xbf; /* nothing above U+10FFFF */
+	} else {
+		*valid = false; /* a continuation byte, C0, C1 or F5..FF */
+		return 1;
+	}
+	for (size_t i = 1; i < len; i++) {
+		if (p[i] < lo || p[i] > hi) {
+			*valid = false;
+			return i;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	*valid = true;
+	return len;
+}
+
+static char *json_put_raw(char *out, const char *s, size_t n)
+{
+	memcpy(out, s, n);
+	return out + n;
+}
+
+#define UTF8_REPLACEMENT "\xef\xbf\xbd"
+
+/* The length of s (n bytes) with ill-formed UTF-8 replaced; *clean tells whether
+ * nothing needed replacing. */
+static size_t utf8_clean_len(const char *s, size_t n, bool *clean)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	size_t out = 0;
+	*clean = true;
+	while (p < end) {
+		if (*p < 0x80) {
+			p++;
+			out++;
+			continue;
+		}
+		bool valid;
+		size_t k = utf8_step(p, &valid);
+		out += valid ? k : sizeof(UTF8_REPLACEMENT) - 1;
+		*clean = *clean && valid;
+		p += k;
+	}
+	return out;
+}
+
+/* Copy the character at p, or U+FFFD for an ill-formed one; *k gets the bytes read. */
+static char *utf8_put_char(char *out, const unsigned char *p, size_t *k)
+{
+	bool valid;
+	*k = utf8_step(p, &valid);
+	if (!valid)
+		return json_put_raw(out, UTF8_REPLACEMENT, sizeof(UTF8_REPLACEMENT) - 1);
+	return json_put_raw(out, (const char *)p, *k);
+}
+
+/* Copy s (n bytes) with ill-formed UTF-8 replaced. */
+static char *utf8_put_clean(char *out, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	while (p < end) {
+		size_t k;
+		out = utf8_put_char(out, p, &k);
+		p += k;
+	}
+	return out;
+}
+
 /* JSON string escaping as cJSON does it (the golden files were made that
  * way): quote, backslash and control characters escaped, the short forms
- * where JSON has them, everything else (UTF-8 included) copied as is. */
+ * where JSON has them, well-formed UTF-8 copied as is, ill-formed UTF-8
+ * replaced (above). */
 static size_t json_escaped_len(const char *s)
 {
 	size_t n = 2;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		if (*p >= 0x80) {
+			bool valid;
+			size_t k = utf8_step(p, &valid);
+			n += valid ? k : sizeof(UTF8_REPLACEMENT) - 1;
+			p += k;
+			continue;
+		}
 		if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
 		    *p == '\r' || *p == '\t')
 			n += 2;
@@ -78,6 +177,7 @@ static size_t json_escaped_len(const char *s)
 			n += 6;
 		else
 			n++;
+		p++;
 	}
 	return n;
 }
@@ -86,7 +186,13 @@ static char *json_put_string(char *out, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	*out++ = '"';
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		if (*p >= 0x80) {
+			size_t k;
+			out = utf8_put_char(out, p, &k);
+			p += k;
+			continue;
+		}
 		char esc = 0;
 		switch (*p) {
 		case '"':
@@ -124,15 +230,10 @@ static char *json_put_string(char *out, const char *s)
 		} else {
 			*out++ = (char)*p;
 		}
+		p++;
 	}
 	*out++ = '"';
 	return out;
-}
-
-static char *json_put_raw(char *out, const char *s, size_t n)
-{
-	memcpy(out, s, n);
-	return out + n;
 }
 
 #define PUT_LIT(out, lit) json_put_raw(out, lit, sizeof(lit) - 1)
@@ -152,11 +253,15 @@ char *event_envelope(const char *id, const char *source, const char *type, const
 	char when[32];
 	event_format_time(time_unix_us, when, sizeof(when));
 
+	/* jsonb text can carry ill-formed UTF-8 in its strings too; replacing it
+	 * there keeps the JSON valid (outside strings the text is ASCII). */
 	size_t data_len = strlen(data_json);
+	bool data_clean;
+	size_t data_out = utf8_clean_len(data_json, data_len, &data_clean);
 	size_t n = sizeof("{\"specversion\":\"1.0\",\"id\":,\"source\":,\"type\":,\"time\":,"
 			  "\"datacontenttype\":\"application/json\",\"data\":}") -
 		   1 + json_escaped_len(id) + json_escaped_len(source) + json_escaped_len(type) +
-		   json_escaped_len(when) + data_len;
+		   json_escaped_len(when) + data_out;
 	if (has_subject)
 		n += sizeof(",\"subject\":") - 1 + json_escaped_len(subject);
 
@@ -176,7 +281,8 @@ char *event_envelope(const char *id, const char *source, const char *type, const
 	p = PUT_LIT(p, ",\"time\":");
 	p = json_put_string(p, when);
 	p = PUT_LIT(p, ",\"datacontenttype\":\"application/json\",\"data\":");
-	p = json_put_raw(p, data_json, data_len);
+	p = data_clean ? json_put_raw(p, data_json, data_len)
+		       : utf8_put_clean(p, data_json, data_len);
 	*p++ = '}';
 	*p = '\0';
 	if (len != NULL)

@@ -118,6 +118,69 @@ static void test_len_optional(void **state)
 	assert_null(event_envelope("i", "s", NULL, NULL, 0, "{}", NULL));
 }
 
+/* The subject's JSON string in the body of an envelope around subject. */
+static void check_subject(const char *subject, const char *want)
+{
+	size_t len = 0;
+	char *got = event_envelope("i", "s", "t", subject, 0, "{}", &len);
+	assert_non_null(got);
+	assert_int_equal(strlen(got), len);
+	const char *start = strstr(got, ",\"subject\":\"");
+	assert_non_null(start);
+	start += strlen(",\"subject\":\"");
+	const char *end = strstr(start, "\",\"time\":");
+	assert_non_null(end);
+	if ((size_t)(end - start) != strlen(want) || memcmp(start, want, strlen(want)) != 0) {
+		print_error("subject: expected \"%s\", got \"%.*s\"\n", want, (int)(end - start),
+			    start);
+		fail();
+	}
+	free(got);
+}
+
+#define FFFD "\xef\xbf\xbd"
+
+/* Producer text from a SQL_ASCII database may be any bytes: ill-formed UTF-8
+ * becomes U+FFFD, one per maximal subpart, and well-formed UTF-8 stays as is. */
+static void test_invalid_utf8(void **state)
+{
+	(void)state;
+	/* Well-formed, at the edges of each length and around the surrogates. */
+	check_subject("\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf"
+		      "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf",
+		      "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf"
+		      "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf");
+	/* Latin-1 text: each byte is one replacement. */
+	check_subject("caf\xe9 \xe0 la cr\xe8me", "caf" FFFD " " FFFD " la cr" FFFD "me");
+	/* Lone continuation bytes, C0/C1 and F5..FF never start a character. */
+	check_subject("a\x80\xbf\xc0\xaf\xc1\xbf\xf5\xff",
+		      "a" FFFD FFFD FFFD FFFD FFFD FFFD FFFD FFFD);
+	/* A truncated sequence is one replacement, and the next byte starts afresh. */
+	check_subject("\xe2\x98x\xf0\x9f\x98y\xc3", FFFD "x" FFFD "y" FFFD);
+	check_subject("\xe2\x98\xe2\x98\x83", FFFD "\xe2\x98\x83");
+	/* Overlong forms, surrogates and code points above U+10FFFF. */
+	check_subject("\xe0\x80\xaf", FFFD FFFD FFFD);
+	check_subject("\xed\xa0\x80", FFFD FFFD FFFD);
+	check_subject("\xf0\x80\x80\xaf", FFFD FFFD FFFD FFFD);
+	check_subject("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD);
+	/* Escaping still applies around replacements. */
+	check_subject("\xff\"\n\xfe", FFFD "\\\"\\n" FFFD);
+
+	/* Every string attribute and the data get the same treatment. */
+	size_t len = 0;
+	char *got = event_envelope("id\xff", "/src\xfe", "s3:\xc3", "k\x80", 0,
+				   "{\"k\": \"v\xe9\", \"\xff\": [\"\xe2\x98\x83\"]}", &len);
+	assert_non_null(got);
+	assert_int_equal(strlen(got), len);
+	assert_string_equal(got,
+			    "{\"specversion\":\"1.0\",\"id\":\"id" FFFD "\",\"source\":\"/src" FFFD
+			    "\",\"type\":\"s3:" FFFD "\",\"subject\":\"k" FFFD "\","
+			    "\"time\":\"1970-01-01T00:00:00.000000Z\","
+			    "\"datacontenttype\":\"application/json\","
+			    "\"data\":{\"k\": \"v" FFFD "\", \"" FFFD "\": [\"\xe2\x98\x83\"]}}");
+	free(got);
+}
+
 static void check_time(int64_t us, const char *want)
 {
 	char buf[32];
@@ -164,7 +227,7 @@ int main(void)
 	    cmocka_unit_test(test_with_subject), cmocka_unit_test(test_without_subject),
 	    cmocka_unit_test(test_time_bounds),	 cmocka_unit_test(test_escapes),
 	    cmocka_unit_test(test_nested),	 cmocka_unit_test(test_len_optional),
-	    cmocka_unit_test(test_format_time),
+	    cmocka_unit_test(test_format_time),	 cmocka_unit_test(test_invalid_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
