@@ -10,7 +10,7 @@ static bool is_cont(unsigned char c)
 }
 
 /* Step over one character: one byte plus any continuation bytes, so that '?'
- * and star backtracking never split a multi-byte UTF-8 sequence. */
+ * never splits a multi-byte UTF-8 sequence. */
 static const char *next_char(const char *s)
 {
 	s++;
@@ -20,8 +20,15 @@ static const char *next_char(const char *s)
 }
 
 /* Iterative two-pointer glob match: on a mismatch, resume after the last '*'
- * with the string one character further on. Each '*' only ever moves forward,
- * so the worst case is O(len(glob) * len(s)), never exponential. */
+ * with the string one byte further on. Each '*' only ever moves forward, so the
+ * worst case is O(len(glob) * len(s)), never exponential.
+ *
+ * Forgetting the earlier stars is only right when a star can end at any byte:
+ * stepping it by whole characters made "*a*\xa9" miss "aa\xa9" (the second star,
+ * at the stray continuation byte, could not stop there). For a well-formed glob
+ * the two are the same, since what follows a star (a literal that is not a
+ * continuation byte, a '?' taking the rest of a character, or the end) never
+ * matches from inside a character differently from its start. */
 bool pattern_match(const char *glob, const char *s)
 {
 	if (glob == NULL || s == NULL)
@@ -45,7 +52,7 @@ bool pattern_match(const char *glob, const char *s)
 			glob++;
 			s++;
 		} else if (star != NULL) {
-			resume = next_char(resume);
+			resume++;
 			glob = star;
 			s = resume;
 		} else {
