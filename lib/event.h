@@ -1,7 +1,9 @@
 /* event: the CloudEvents 1.0 structured-mode body (wire format in DESIGN.md).
  * event_envelope() returns a malloc'd, NUL-terminated body the caller frees
  * with free(); data_json must already be valid JSON (PostgreSQL's jsonb text)
- * and is embedded as JSON, never as a string. */
+ * and is embedded as JSON, never as a string. Ill-formed UTF-8 anywhere (a
+ * SQL_ASCII producer database can store it) becomes U+FFFD, so the body
+ * always decodes. */
 #ifndef S3O_EVENT_H
 #define S3O_EVENT_H
 

@@ -31,6 +31,8 @@ static void check(const char *glob, const char *s, bool want)
 static void test_catalog(void **state)
 {
 	(void)state;
+	/* found by fuzz_pattern: after a mismatch a star steps one byte */
+	check("*a*\xa9", "aa\xa9", true);
 	check("s3:ObjectCreated:*", "s3:ObjectCreated:Put", true);
 	check("s3:ObjectCreated:*", "s3:ObjectCreated:Copy", true);
 	check("s3:ObjectCreated:*", "s3:ObjectCreated:CompleteMultipartUpload", true);
