@@ -95,7 +95,8 @@ struct dispatcher {
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
-	bool busy; /* our busy mark is set: producers do not notify */
+	bool busy;			   /* our busy mark is set: producers do not notify */
+	uint64_t notifies, claim_notifies; /* NOTIFYs received; as of the running claim */
 	uint64_t busy_renew_at;
 	bool stopping, abandoned, drained;
 	int exit_code;
@@ -525,15 +526,17 @@ static void claim_new_cb(PGresult *res, void *arg)
 		/* Rows keep coming: claim again without waiting for a wake-up. */
 		d->want_new = true;
 		mark_busy(d);
-	} else if (d->busy) {
-		/* Drained: producers notify again from now on. One more claim a
-		 * little later takes what they inserted under the mark and
-		 * committed since; a notification brings it sooner. */
-		mark_idle(d);
-		d->want_new = false;
-		timer_ms(d->last_claim_timer, DISPATCHER_LAST_CLAIM_MS);
 	} else {
-		d->want_new = false;
+		/* A notification that came while this claim ran may be for a row
+		 * its snapshot could not see: claim again for it. */
+		d->want_new = d->notifies != d->claim_notifies;
+		if (d->busy) {
+			/* Drained: producers notify again from now on. One more
+			 * claim a little later takes what they inserted under the
+			 * mark and committed since. */
+			mark_idle(d);
+			timer_ms(d->last_claim_timer, DISPATCHER_LAST_CLAIM_MS);
+		}
 	}
 	for (int i = 0; i < n; i++)
 		job_from_row(d, res, i, NULL);
@@ -602,6 +605,7 @@ static bool claim_new(struct dispatcher *d)
 		return false;
 	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0)
 		return false;
+	d->claim_notifies = d->notifies;
 	d->claiming = true;
 	return true;
 }
@@ -829,6 +833,7 @@ static void notify_cb(const char *channel, void *arg)
 	if (!d->want_new)
 		d->wakeups[WAKE_NOTIFY]++; /* a burst of notifications is one wake-up */
 	d->want_new = true;
+	d->notifies++;
 	schedule_kick(d);
 }
 
