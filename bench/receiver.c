@@ -23,7 +23,7 @@ struct sink {
 	int64_t *lat_us; /* commit-to-arrival, one per event with commit_us */
 	uint64_t nlat, caplat;
 	char (*ids)[37]; /* open-addressing set of event ids */
-	uint64_t idcap;
+	uint64_t idcap, nids;
 	bool reported;
 };
 
@@ -34,9 +34,12 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* Returns true when id was already seen. */
+/* Returns true when id was already seen. Past its capacity the set stops
+ * recording (and so counting duplicates) rather than probing forever. */
 static int seen(struct sink *s, const char *id)
 {
+	if (s->nids * 2 >= s->idcap)
+		return 0;
 	uint64_t h = 1469598103934665603ull;
 	for (int i = 0; i < 36; i++)
 		h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
@@ -44,6 +47,7 @@ static int seen(struct sink *s, const char *id)
 		if (!s->ids[i][0]) {
 			memcpy(s->ids[i], id, 36);
 			s->ids[i][36] = '\0';
+			s->nids++;
 			return 0;
 		}
 		if (memcmp(s->ids[i], id, 36) == 0)
@@ -125,11 +129,16 @@ int main(int argc, char **argv)
 	struct sink s = {0};
 	int port = 0;
 	uint64_t max_events = 2000000;
+	char *end;
 	int c;
 	while ((c = getopt(argc, argv, "p:n:m:")) != -1) {
 		switch (c) {
 		case 'p':
-			port = atoi(optarg);
+			port = (int)strtol(optarg, &end, 10);
+			if (*end || port < 0 || port > 65535) {
+				fprintf(stderr, "receiver: bad port \"%s\"\n", optarg);
+				return 2;
+			}
 			break;
 		case 'n':
 			s.expect = strtoull(optarg, NULL, 10);
