@@ -36,6 +36,9 @@ import traceback
 BIN_DIR = os.environ.get("S3O_BIN_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SQL_DIR = os.environ.get("S3O_SQL_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "sql"))
 DAEMON_BIN = os.path.join(BIN_DIR, "s3o-notifyd")
+# A command the daemon runs under, e.g. valgrind (scripts/test runs some
+# tests that way once); split on spaces.
+DAEMON_WRAPPER = os.environ.get("S3O_DAEMON_WRAPPER", "").split()
 APP_NAME_LIKE = "s3o-notifyd%"
 DEFAULT_SOURCE = "/e2e-test"
 
@@ -609,7 +612,7 @@ class Daemon:
         self.log_paths.append(path)
         self._logf = open(path, "wb")
         self.proc = subprocess.Popen(
-            [DAEMON_BIN, "-c", self.config_path], stdout=self._logf, stderr=self._logf, env=self.env, cwd=self.dir
+            DAEMON_WRAPPER + [DAEMON_BIN, "-c", self.config_path], stdout=self._logf, stderr=self._logf, env=self.env, cwd=self.dir
         )
         _live_procs.append(self.proc)
         self.started = time.monotonic()
