@@ -22,6 +22,7 @@ import hmac
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ DAEMON_BIN = os.path.join(BIN_DIR, "s3o-notifyd")
 # A command the daemon runs under, e.g. valgrind (scripts/test runs some
 # tests that way once); split on spaces.
 DAEMON_WRAPPER = os.environ.get("S3O_DAEMON_WRAPPER", "").split()
+VALGRIND_LINE = re.compile(r"==\d+== ")
 APP_NAME_LIKE = "s3o-notifyd%"
 DEFAULT_SOURCE = "/e2e-test"
 
@@ -710,8 +712,9 @@ class Daemon:
         return "\n".join(lines[-n:])
 
     def sanitizer_reports(self):
+        """ASan/UBSan reports, and valgrind's (it prints only errors with -q)."""
         text = self.raw_log()
-        return [l for l in text.splitlines() if "Sanitizer" in l or "runtime error:" in l]
+        return [l for l in text.splitlines() if "Sanitizer" in l or "runtime error:" in l or VALGRIND_LINE.match(l)]
 
 
 def audit_lines(daemon):
