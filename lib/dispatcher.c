@@ -47,7 +47,8 @@ struct delivery {
 	struct job *job;
 	struct endpoint *ep;
 	enum delivery_state state;
-	int attempts; /* attempts made, this one included once it ran */
+	int attempts;	 /* attempts made, this one included once it ran */
+	bool holds_slot; /* POSTed: takes a slot again from its job's end to settlement */
 	uint64_t delay_ms;
 	char *error;
 };
@@ -60,6 +61,8 @@ struct job {
 	char token[40];
 	bool retry;
 	int64_t created_us; /* commit-to-delivery lag starts here */
+	uint64_t leased_ms; /* monotonic time its lease was last set */
+	bool renewing;	    /* in the lease renewal being sent */
 	char *event_id;
 	char *type;
 	char *body;
@@ -74,7 +77,10 @@ struct endpoint {
 	struct curl_slist *headers;
 	struct signer *signer; /* NULL when the endpoint has no secret */
 	unsigned cap;	       /* POSTs at once; it holds at most 2 * cap deliveries */
-	unsigned in_flight, queued;
+	/* A slot is held from the POST until its outcome is committed (while
+	 * its event waits for other endpoints, it holds none), so a crash
+	 * repeats at most cap of this endpoint's single-endpoint deliveries. */
+	unsigned in_flight, unsettled, queued;
 	struct delivery *q_head, *q_tail;
 	bool backlog;		       /* due rows of its own may be waiting in the database */
 	unsigned retry_req, retry_got; /* rows asked for and received in a retry claim */
@@ -91,6 +97,9 @@ struct dispatcher {
 	struct pgconn *work, *listen;
 	struct http *http;
 	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *last_claim_timer;
+	struct event *renew_timer;
+	struct store_batch *renewal; /* the lease renewal being sent, if any */
+	uint64_t renewal_sent_ms;
 	uint64_t retry_deadline; /* monotonic ms of the armed retry timer, 0 = none */
 
 	bool schema_ok, started, listening;
@@ -104,6 +113,7 @@ struct dispatcher {
 	struct job *jobs;
 	unsigned njobs;
 	struct store_batch *pending, *inflight;
+	unsigned *pending_slots, *inflight_slots; /* per endpoint, freed when settled */
 	bool inflight_sent;
 
 	uint64_t unmatched;
@@ -200,6 +210,7 @@ static void post_done_cb(const struct http_result *r, void *arg)
 	const struct endpoint_config *cfg = ep->cfg;
 
 	ep->in_flight--;
+	dl->holds_slot = true;
 	dl->attempts++;
 	histogram_observe(&ep->duration, r->seconds);
 	if (r->status >= 200 && r->status < 300) {
@@ -242,6 +253,14 @@ static void post_done_cb(const struct http_result *r, void *arg)
 static void post_start(struct endpoint *ep, struct delivery *dl)
 {
 	struct job *j = dl->job;
+	/* A POST must end before the lease does, or another daemon may take
+	 * the row and send it too (after a freeze, say, or a slow database). */
+	if (now_ms() - j->leased_ms + ep->cfg->timeout_ms > ep->d->cfg->lease_ms) {
+		log_debug("lease of %s running out: handed back unsent", j->event_id);
+		dl->state = DEL_HANDBACK;
+		delivery_done(ep->d, dl);
+		return;
+	}
 	char sig[sizeof("X-Signature-256: ") + SIGN_HEADER_LEN];
 	const char *extra = NULL;
 	if (ep->signer) {
@@ -276,7 +295,7 @@ static void post_start(struct endpoint *ep, struct delivery *dl)
 /* Start queued deliveries while the endpoint has free slots. */
 static void pump(struct endpoint *ep)
 {
-	while (ep->in_flight < ep->cap && ep->q_head && !ep->d->stopping) {
+	while (ep->in_flight + ep->unsettled < ep->cap && ep->q_head && !ep->d->stopping) {
 		struct delivery *dl = ep->q_head;
 		ep->q_head = dl->next;
 		if (!ep->q_head)
@@ -288,7 +307,7 @@ static void pump(struct endpoint *ep)
 
 static unsigned endpoint_room(const struct endpoint *ep)
 {
-	unsigned held = ep->in_flight + ep->queued;
+	unsigned held = ep->in_flight + ep->unsettled + ep->queued;
 	return held < 2 * ep->cap ? 2 * ep->cap - held : 0;
 }
 
@@ -351,6 +370,12 @@ static void job_unlink(struct dispatcher *d, struct job *j)
 static void job_finish(struct dispatcher *d, struct job *j)
 {
 	struct store_batch *b = d->pending;
+	for (unsigned i = 0; i < j->ndel; i++) {
+		if (j->del[i].holds_slot) {
+			j->del[i].ep->unsettled++;
+			d->pending_slots[j->del[i].ep - d->eps]++;
+		}
+	}
 	if (j->retry) {
 		struct delivery *dl = &j->del[0];
 		const char *ep = dl->ep->cfg->name;
@@ -435,6 +460,7 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 		return;
 	}
 	j->id = id;
+	j->leased_ms = now_ms();
 	snprintf(j->token, sizeof(j->token), "%s", token);
 	j->retry = retry_ep != NULL;
 	j->event_id = strdup(PQgetvalue(res, row, STORE_COL_EVENT_ID));
@@ -603,10 +629,13 @@ static bool claim_new(struct dispatcher *d)
 	unsigned full = 2 * cap < d->cfg->batch_size ? 2 * cap : d->cfg->batch_size;
 	if (want == 0 || (d->njobs > 0 && want * 2 < full))
 		return false;
-	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0)
-		return false;
-	d->claim_notifies = d->notifies;
+	/* Set first: a connection lost while sending calls the callback at once. */
 	d->claiming = true;
+	d->claim_notifies = d->notifies;
+	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0) {
+		d->claiming = false;
+		return false;
+	}
 	return true;
 }
 
@@ -631,13 +660,14 @@ static bool claim_retries(struct dispatcher *d)
 	d->want_retry = false;
 	if (n == 0)
 		return false;
+	d->claiming = true; /* first: see claim_new() */
 	if (store_claim_retries(d->work, names, limits, n, d->cfg->lease_ms, claim_retries_cb, d) !=
 	    0) {
+		d->claiming = false;
 		for (size_t i = 0; i < d->neps; i++)
 			d->eps[i].retry_req = 0;
 		return false;
 	}
-	d->claiming = true;
 	return true;
 }
 
@@ -671,6 +701,11 @@ static void settle_cb(bool ok, void *arg)
 			arm_retry(d, delay + DISPATCHER_RETRY_SLACK_MS);
 		store_batch_free(d->inflight);
 		d->inflight = NULL;
+		for (size_t i = 0; i < d->neps; i++) {
+			d->eps[i].unsettled -= d->inflight_slots[i];
+			d->inflight_slots[i] = 0;
+			pump(&d->eps[i]);
+		}
 	} else {
 		/* Sent again once the connection is back: every statement is idempotent. */
 		d->inflight_sent = false;
@@ -693,9 +728,14 @@ static void settle_flush(struct dispatcher *d)
 			return;
 		d->inflight = d->pending;
 		d->pending = fresh;
+		unsigned *slots = d->inflight_slots;
+		d->inflight_slots = d->pending_slots;
+		d->pending_slots = slots; /* all zero: released by the last settle_cb */
 	}
-	if (store_settle(d->work, d->inflight, settle_cb, d) == 0)
-		d->inflight_sent = true;
+	/* Set first: a connection lost while sending calls settle_cb at once. */
+	d->inflight_sent = true;
+	if (store_settle(d->work, d->inflight, settle_cb, d) != 0)
+		d->inflight_sent = false;
 }
 
 /* The scheduler: settle first, then claim what the endpoints have room for. */
@@ -871,6 +911,52 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	schedule_kick(d);
 }
 
+static void renew_done_cb(bool ok, void *arg)
+{
+	struct dispatcher *d = arg;
+	if (!ok)
+		log_warn("lease renewal failed: rows may be claimed again after their lease");
+	/* Counted from when it was sent: the database set it later, never earlier. */
+	for (struct job *j = d->jobs; j; j = j->next) {
+		if (j->renewing && ok)
+			j->leased_ms = d->renewal_sent_ms;
+		j->renewing = false;
+	}
+	store_batch_free(d->renewal);
+	d->renewal = NULL;
+}
+
+/* Work can wait in memory for its endpoint's slots, then for its POST and
+ * its settlement: keep the leases of everything still held from expiring,
+ * or another claim (ours too) would take the rows and send them again. */
+static void renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	if (d->renewal || !pgconn_is_up(d->work))
+		return;
+	uint64_t now = now_ms();
+	struct store_batch *b = NULL;
+	for (struct job *j = d->jobs; j; j = j->next) {
+		if (now - j->leased_ms < d->cfg->lease_ms / 2)
+			continue;
+		if (!b && !(b = store_batch_new()))
+			return;
+		if (j->retry)
+			store_batch_renew_retry(b, j->id, j->del[0].ep->cfg->name, j->token);
+		else
+			store_batch_renew_new(b, j->id, j->token);
+		j->renewing = true;
+	}
+	if (!b)
+		return;
+	d->renewal = b;
+	d->renewal_sent_ms = now;
+	if (store_renew(d->work, b, d->cfg->lease_ms, renew_done_cb, d) != 0)
+		renew_done_cb(false, d);
+}
+
 static void last_claim_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -912,8 +998,9 @@ static void stats_cb(evutil_socket_t fd, short what, void *arg)
 	struct dispatcher *d = arg;
 	if (d->stats_running || !pgconn_is_up(d->work) || !d->schema_ok)
 		return;
-	if (store_stats(d->work, stats_result_cb, d) == 0)
-		d->stats_running = true;
+	d->stats_running = true; /* first: see claim_new() */
+	if (store_stats(d->work, stats_result_cb, d) != 0)
+		d->stats_running = false;
 }
 
 /* Shutdown timeout: abandon the POSTs still running and hand them back;
@@ -972,7 +1059,9 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->eps = calloc(d->neps ? d->neps : 1, sizeof(*d->eps));
 	d->ep_names = calloc(d->neps ? d->neps : 1, sizeof(*d->ep_names));
 	d->pending = store_batch_new();
-	if (!d->eps || !d->ep_names || !d->pending)
+	d->pending_slots = calloc(d->neps ? d->neps : 1, sizeof(unsigned));
+	d->inflight_slots = calloc(d->neps ? d->neps : 1, sizeof(unsigned));
+	if (!d->eps || !d->ep_names || !d->pending || !d->pending_slots || !d->inflight_slots)
 		goto fail;
 	unsigned cap = d->neps ? cfg->max_in_flight / (unsigned)d->neps : 1;
 	for (size_t i = 0; i < d->neps; i++) {
@@ -1011,8 +1100,10 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->kick_ev = event_new(base, -1, 0, kick_cb, d);
 	d->stats_timer = event_new(base, -1, EV_PERSIST, stats_cb, d);
 	d->last_claim_timer = evtimer_new(base, last_claim_cb, d);
+	d->renew_timer = event_new(base, -1, EV_PERSIST, renew_cb, d);
 	if (!d->work || !d->listen || !d->http || !d->sweep_timer || !d->retry_timer ||
-	    !d->shutdown_timer || !d->kick_ev || !d->stats_timer || !d->last_claim_timer)
+	    !d->shutdown_timer || !d->kick_ev || !d->stats_timer || !d->last_claim_timer ||
+	    !d->renew_timer)
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
@@ -1037,8 +1128,8 @@ void dispatcher_free(struct dispatcher *d)
 		job_unlink(d, j);
 		job_free(j);
 	}
-	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer,
-			       d->kick_ev,     d->stats_timer, d->last_claim_timer};
+	struct event *evs[] = {d->sweep_timer, d->retry_timer,	    d->shutdown_timer, d->kick_ev,
+			       d->stats_timer, d->last_claim_timer, d->renew_timer};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -1052,6 +1143,9 @@ void dispatcher_free(struct dispatcher *d)
 	free(d->ep_names);
 	store_batch_free(d->pending);
 	store_batch_free(d->inflight);
+	store_batch_free(d->renewal);
+	free(d->pending_slots);
+	free(d->inflight_slots);
 	free(d);
 }
 
@@ -1061,6 +1155,7 @@ void dispatcher_start(struct dispatcher *d)
 			     .tv_usec = (suseconds_t)(d->cfg->sweep_interval_ms % 1000) * 1000};
 	event_add(d->sweep_timer, &tv);
 	timer_ms(d->stats_timer, DISPATCHER_STATS_MS);
+	timer_ms(d->renew_timer, d->cfg->lease_ms / 4 ? d->cfg->lease_ms / 4 : 1);
 	pgconn_start(d->work);
 	pgconn_start(d->listen);
 }

@@ -53,6 +53,16 @@ static const char SQL_SET_BUSY[] =
     " SET busy_until = clock_timestamp() + $1 * interval '1 millisecond'";
 static const char SQL_CLEAR_BUSY[] = "UPDATE notification_dispatcher_state SET busy_until = NULL";
 
+/* Leases of rows still being worked on, so no other claim takes them. */
+static const char SQL_RENEW_NEW[] =
+    "UPDATE notification_outbox o SET lease_until = now() + $3 * interval '1 millisecond'"
+    " FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
+    " WHERE o.id = s.id AND o.claim_token = s.token";
+static const char SQL_RENEW_RETRY[] =
+    "UPDATE notification_delivery d SET lease_until = now() + $4 * interval '1 millisecond'"
+    " FROM unnest($1::bigint[], $2::text[], $3::uuid[]) AS s(id, endpoint, token)"
+    " WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token";
+
 static const char SQL_CLEANUP[] =
     "DELETE FROM notification_outbox o WHERE fanned_out"
     " AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
@@ -192,6 +202,12 @@ enum {
 	A_AGAIN_ATTEMPTS,
 	A_AGAIN_DELAY,
 	A_AGAIN_ERROR,
+	/* renew_new: id, token; renew_retry: id, endpoint, token */
+	A_RNEW_ID,
+	A_RNEW_TOKEN,
+	A_RRETRY_ID,
+	A_RRETRY_ENDPOINT,
+	A_RRETRY_TOKEN,
 	A_COUNT
 };
 
@@ -283,6 +299,20 @@ void store_batch_retry_again(struct store_batch *b, int64_t id, const char *endp
 	note_delay(b, delay_ms);
 }
 
+void store_batch_renew_new(struct store_batch *b, int64_t id, const char *token)
+{
+	arr_int(&b->a[A_RNEW_ID], id);
+	arr_str(&b->a[A_RNEW_TOKEN], token);
+}
+
+void store_batch_renew_retry(struct store_batch *b, int64_t id, const char *endpoint,
+			     const char *token)
+{
+	arr_int(&b->a[A_RRETRY_ID], id);
+	arr_str(&b->a[A_RRETRY_ENDPOINT], endpoint);
+	arr_str(&b->a[A_RRETRY_TOKEN], token);
+}
+
 /* Completion of a multi-statement settlement: one reference per statement
  * plus one held while they are being queued. */
 struct settle_ctx {
@@ -313,11 +343,13 @@ static void settle_result_cb(PGresult *res, void *arg)
 }
 
 static void settle_send(struct pgconn *c, struct settle_ctx *s, const char *sql,
-			struct store_batch *b, int first, int count)
+			struct store_batch *b, int first, int count, const char *extra)
 {
-	const char *v[9];
+	const char *v[10];
 	for (int i = 0; i < count; i++)
 		v[i] = arr_text(&b->a[first + i]);
+	if (extra)
+		v[count++] = extra;
 	s->refs++;
 	if (pgconn_query(c, sql, count, v, settle_result_cb, s) != 0) {
 		s->refs--;
@@ -338,13 +370,34 @@ int store_settle(struct pgconn *c, const struct store_batch *cb_batch, store_set
 	s->refs = 1;
 	s->ok = true;
 	if (b->a[A_DONE_ID].n)
-		settle_send(c, s, SQL_NEW_DONE, b, A_DONE_ID, 2);
+		settle_send(c, s, SQL_NEW_DONE, b, A_DONE_ID, 2, NULL);
 	if (b->a[A_FAN_ID].n)
-		settle_send(c, s, SQL_NEW_FANOUT, b, A_FAN_ID, 7);
+		settle_send(c, s, SQL_NEW_FANOUT, b, A_FAN_ID, 7, NULL);
 	if (b->a[A_REL_ID].n)
-		settle_send(c, s, SQL_NEW_RELEASE, b, A_REL_ID, 2);
+		settle_send(c, s, SQL_NEW_RELEASE, b, A_REL_ID, 2, NULL);
 	if (b->a[A_RDONE_ID].n || b->a[A_AGAIN_ID].n)
-		settle_send(c, s, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9);
+		settle_send(c, s, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9, NULL);
+	settle_unref(s);
+	return 0;
+}
+
+int store_renew(struct pgconn *c, const struct store_batch *cb_batch, uint64_t lease_ms,
+		store_settle_cb cb, void *arg)
+{
+	struct store_batch *b = (struct store_batch *)cb_batch;
+	struct settle_ctx *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -1;
+	s->cb = cb;
+	s->arg = arg;
+	s->refs = 1;
+	s->ok = true;
+	char lease[24];
+	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
+	if (b->a[A_RNEW_ID].n)
+		settle_send(c, s, SQL_RENEW_NEW, b, A_RNEW_ID, 2, lease);
+	if (b->a[A_RRETRY_ID].n)
+		settle_send(c, s, SQL_RENEW_RETRY, b, A_RRETRY_ID, 3, lease);
 	settle_unref(s);
 	return 0;
 }

@@ -80,10 +80,20 @@ void store_batch_retry_done(struct store_batch *b, int64_t id, const char *endpo
 void store_batch_retry_again(struct store_batch *b, int64_t id, const char *endpoint,
 			     const char *token, int attempts, uint64_t delay_ms, const char *error);
 
+/* Rows still being worked on: extend their leases (store_renew, not settle). */
+void store_batch_renew_new(struct store_batch *b, int64_t id, const char *token);
+void store_batch_renew_retry(struct store_batch *b, int64_t id, const char *endpoint,
+			     const char *token);
+
 /* Send the batch; cb(ok, arg) once when every statement has finished. The
  * batch must stay unchanged until then; sending it again is harmless. */
 typedef void (*store_settle_cb)(bool ok, void *arg);
 int store_settle(struct pgconn *c, const struct store_batch *b, store_settle_cb cb, void *arg)
     __attribute__((warn_unused_result));
+
+/* Send the batch's renewals: leases to now + lease_ms where the token still
+ * matches; cb(ok, arg) once done. */
+int store_renew(struct pgconn *c, const struct store_batch *b, uint64_t lease_ms,
+		store_settle_cb cb, void *arg) __attribute__((warn_unused_result));
 
 #endif

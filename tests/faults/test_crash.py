@@ -3,6 +3,7 @@
 holds claims, whose late settlement the claim token must fence off."""
 
 import collections
+import re
 import os
 import random
 import signal
@@ -123,7 +124,7 @@ def test_kill9_five_times_during_flood(ctx):
         [("sink", {"url": r.url("/sink"), "events": "*", "secret": secret, "timeout": "1500ms"})],
         sweep_interval="1s",
         lease="%ds" % CRASH_LEASE_S,
-        log_level="info",
+        log_level="debug",  # failed attempts name their event: see below
     )
     d = ctx.daemon(cfg).start()
     t0 = time.monotonic()
@@ -176,9 +177,20 @@ def test_kill9_five_times_during_flood(ctx):
     extra = sum(len(v) - 1 for v in dups.values())
     # A duplicate is a delivery in flight at a kill: its first copy arrived
     # shortly before some kill (within the lease), every later copy after it.
+    # A POST that timed out after the receiver had it (a loaded machine) is
+    # a failed attempt, and its retry a legitimate duplicate too.
+    timed_out = set()
+    for line in d.log():
+        m = re.match(r"delivery of (\S+) to sink failed", line.get("message", ""))
+        if m:
+            timed_out.add(m.group(1))
     per_kill = collections.Counter()
     bad = []
+    retried = 0
     for eid, copies in dups.items():
+        if eid in timed_out:
+            retried += 1
+            continue
         first = copies[0].mono
         after = [t for t in kills if t + RECORD_SLACK_S >= first]
         if not after or after[0] - first > CRASH_LEASE_S or any(q.mono < after[0] for q in copies[1:]):
@@ -186,8 +198,8 @@ def test_kill9_five_times_during_flood(ctx):
         else:
             per_kill[kills.index(after[0]) + 1] += 1
     print(
-        "duplicates: %d ids delivered more than once, %d extra requests (%d ids three times or more); by kill: %s; bound %d kills x %d max_in_flight = %d"
-        % (len(dups), extra, len([1 for v in dups.values() if len(v) > 2]), dict(sorted(per_kill.items())), KILLS, DEFAULT_MAX_IN_FLIGHT, KILLS * DEFAULT_MAX_IN_FLIGHT)
+        "duplicates: %d ids delivered more than once, %d extra requests (%d ids three times or more); by kill: %s; after a failed attempt: %d; bound %d kills x %d max_in_flight = %d"
+        % (len(dups), extra, len([1 for v in dups.values() if len(v) > 2]), dict(sorted(per_kill.items())), retried, KILLS, DEFAULT_MAX_IN_FLIGHT, KILLS * DEFAULT_MAX_IN_FLIGHT)
     )
     check_eq(
         [],
