@@ -63,6 +63,7 @@ struct job {
 	int64_t created_us; /* commit-to-delivery lag starts here */
 	uint64_t leased_ms; /* monotonic time its lease was last set */
 	bool renewing;	    /* in the lease renewal being sent */
+	bool lost;	    /* a renewal found its row claimed by someone else */
 	char *event_id;
 	char *type;
 	char *body;
@@ -253,10 +254,10 @@ static void post_done_cb(const struct http_result *r, void *arg)
 static void post_start(struct endpoint *ep, struct delivery *dl)
 {
 	struct job *j = dl->job;
-	/* A POST must end before the lease does, or another daemon may take
-	 * the row and send it too (after a freeze, say, or a slow database). */
-	if (now_ms() - j->leased_ms + ep->cfg->timeout_ms > ep->d->cfg->lease_ms) {
-		log_debug("lease of %s running out: handed back unsent", j->event_id);
+	/* Never send what another daemon may have taken: after a freeze, say,
+	 * the lease ran out, or a renewal found the row claimed again. */
+	if (j->lost || now_ms() - j->leased_ms >= ep->d->cfg->lease_ms) {
+		log_debug("claim of %s lost: handed back unsent", j->event_id);
 		dl->state = DEL_HANDBACK;
 		delivery_done(ep->d, dl);
 		return;
@@ -911,15 +912,30 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	schedule_kick(d);
 }
 
-static void renew_done_cb(bool ok, void *arg)
+static void renew_result_cb(PGresult *res, void *arg)
 {
 	struct dispatcher *d = arg;
+	bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
 	if (!ok)
-		log_warn("lease renewal failed: rows may be claimed again after their lease");
-	/* Counted from when it was sent: the database set it later, never earlier. */
+		log_warn("lease renewal failed: %s",
+			 res ? PQresultErrorMessage(res) : "connection lost");
+	for (int i = 0; ok && i < PQntuples(res); i++) {
+		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		const char *ep = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+		for (struct job *j = d->jobs; j; j = j->next) {
+			if (j->renewing && j->id == id && j->retry == (ep != NULL) &&
+			    (!ep || strcmp(ep, j->del[0].ep->cfg->name) == 0)) {
+				/* From when it was sent: the database set it later. */
+				j->leased_ms = d->renewal_sent_ms;
+				j->renewing = false;
+				break;
+			}
+		}
+	}
+	/* Rows a successful renewal did not return are no longer ours. */
 	for (struct job *j = d->jobs; j; j = j->next) {
 		if (j->renewing && ok)
-			j->leased_ms = d->renewal_sent_ms;
+			j->lost = true;
 		j->renewing = false;
 	}
 	store_batch_free(d->renewal);
@@ -953,8 +969,8 @@ static void renew_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	d->renewal = b;
 	d->renewal_sent_ms = now;
-	if (store_renew(d->work, b, d->cfg->lease_ms, renew_done_cb, d) != 0)
-		renew_done_cb(false, d);
+	if (store_renew(d->work, b, d->cfg->lease_ms, renew_result_cb, d) != 0)
+		renew_result_cb(NULL, d);
 }
 
 static void last_claim_cb(evutil_socket_t fd, short what, void *arg)

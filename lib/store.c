@@ -53,15 +53,19 @@ static const char SQL_SET_BUSY[] =
     " SET busy_until = clock_timestamp() + $1 * interval '1 millisecond'";
 static const char SQL_CLEAR_BUSY[] = "UPDATE notification_dispatcher_state SET busy_until = NULL";
 
-/* Leases of rows still being worked on, so no other claim takes them. */
-static const char SQL_RENEW_NEW[] =
-    "UPDATE notification_outbox o SET lease_until = now() + $3 * interval '1 millisecond'"
+/* Leases of rows still being worked on, so no other claim takes them; the
+ * rows returned (id, and the endpoint for a retry) are those still ours. */
+static const char SQL_RENEW[] =
+    "WITH n AS (UPDATE notification_outbox o"
+    " SET lease_until = now() + $6 * interval '1 millisecond'"
     " FROM unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
-    " WHERE o.id = s.id AND o.claim_token = s.token";
-static const char SQL_RENEW_RETRY[] =
-    "UPDATE notification_delivery d SET lease_until = now() + $4 * interval '1 millisecond'"
-    " FROM unnest($1::bigint[], $2::text[], $3::uuid[]) AS s(id, endpoint, token)"
-    " WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token";
+    " WHERE o.id = s.id AND o.claim_token = s.token RETURNING o.id, NULL::text AS endpoint),"
+    " r AS (UPDATE notification_delivery d"
+    " SET lease_until = now() + $6 * interval '1 millisecond'"
+    " FROM unnest($3::bigint[], $4::text[], $5::uuid[]) AS s(id, endpoint, token)"
+    " WHERE d.outbox_id = s.id AND d.endpoint = s.endpoint AND d.claim_token = s.token"
+    " RETURNING d.outbox_id, d.endpoint)"
+    " SELECT * FROM n UNION ALL SELECT * FROM r";
 
 static const char SQL_CLEANUP[] =
     "DELETE FROM notification_outbox o WHERE fanned_out"
@@ -322,6 +326,18 @@ struct settle_ctx {
 	bool ok;
 };
 
+static struct settle_ctx *settle_ctx_new(store_settle_cb cb, void *arg)
+{
+	struct settle_ctx *s = calloc(1, sizeof(*s));
+	if (s) {
+		s->cb = cb;
+		s->arg = arg;
+		s->refs = 1; /* held while the statements are queued */
+		s->ok = true;
+	}
+	return s;
+}
+
 static void settle_unref(struct settle_ctx *s)
 {
 	if (--s->refs > 0)
@@ -343,13 +359,11 @@ static void settle_result_cb(PGresult *res, void *arg)
 }
 
 static void settle_send(struct pgconn *c, struct settle_ctx *s, const char *sql,
-			struct store_batch *b, int first, int count, const char *extra)
+			struct store_batch *b, int first, int count)
 {
-	const char *v[10];
+	const char *v[9];
 	for (int i = 0; i < count; i++)
 		v[i] = arr_text(&b->a[first + i]);
-	if (extra)
-		v[count++] = extra;
 	s->refs++;
 	if (pgconn_query(c, sql, count, v, settle_result_cb, s) != 0) {
 		s->refs--;
@@ -362,44 +376,32 @@ int store_settle(struct pgconn *c, const struct store_batch *cb_batch, store_set
 {
 	/* arr_text() only writes the terminator into reserved space. */
 	struct store_batch *b = (struct store_batch *)cb_batch;
-	struct settle_ctx *s = calloc(1, sizeof(*s));
+	struct settle_ctx *s = settle_ctx_new(cb, arg);
 	if (!s)
 		return -1;
-	s->cb = cb;
-	s->arg = arg;
-	s->refs = 1;
-	s->ok = true;
 	if (b->a[A_DONE_ID].n)
-		settle_send(c, s, SQL_NEW_DONE, b, A_DONE_ID, 2, NULL);
+		settle_send(c, s, SQL_NEW_DONE, b, A_DONE_ID, 2);
 	if (b->a[A_FAN_ID].n)
-		settle_send(c, s, SQL_NEW_FANOUT, b, A_FAN_ID, 7, NULL);
+		settle_send(c, s, SQL_NEW_FANOUT, b, A_FAN_ID, 7);
 	if (b->a[A_REL_ID].n)
-		settle_send(c, s, SQL_NEW_RELEASE, b, A_REL_ID, 2, NULL);
+		settle_send(c, s, SQL_NEW_RELEASE, b, A_REL_ID, 2);
 	if (b->a[A_RDONE_ID].n || b->a[A_AGAIN_ID].n)
-		settle_send(c, s, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9, NULL);
+		settle_send(c, s, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9);
 	settle_unref(s);
 	return 0;
 }
 
 int store_renew(struct pgconn *c, const struct store_batch *cb_batch, uint64_t lease_ms,
-		store_settle_cb cb, void *arg)
+		pgconn_result_cb cb, void *arg)
 {
 	struct store_batch *b = (struct store_batch *)cb_batch;
-	struct settle_ctx *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -1;
-	s->cb = cb;
-	s->arg = arg;
-	s->refs = 1;
-	s->ok = true;
 	char lease[24];
 	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
-	if (b->a[A_RNEW_ID].n)
-		settle_send(c, s, SQL_RENEW_NEW, b, A_RNEW_ID, 2, lease);
-	if (b->a[A_RRETRY_ID].n)
-		settle_send(c, s, SQL_RENEW_RETRY, b, A_RRETRY_ID, 3, lease);
-	settle_unref(s);
-	return 0;
+	const char *v[6];
+	for (int i = 0; i < 5; i++)
+		v[i] = arr_text(&b->a[A_RNEW_ID + i]);
+	v[5] = lease;
+	return pgconn_query(c, SQL_RENEW, 6, v, cb, arg);
 }
 
 int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)

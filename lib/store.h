@@ -92,8 +92,9 @@ int store_settle(struct pgconn *c, const struct store_batch *b, store_settle_cb 
     __attribute__((warn_unused_result));
 
 /* Send the batch's renewals: leases to now + lease_ms where the token still
- * matches; cb(ok, arg) once done. */
+ * matches. The result has a row (id, endpoint or NULL for a new event) for
+ * each row still ours; the others were claimed by someone else. */
 int store_renew(struct pgconn *c, const struct store_batch *b, uint64_t lease_ms,
-		store_settle_cb cb, void *arg) __attribute__((warn_unused_result));
+		pgconn_result_cb cb, void *arg) __attribute__((warn_unused_result));
 
 #endif

@@ -17,6 +17,7 @@ check_eq / check) whose message says what was expected and what was got.
 """
 
 import atexit
+import collections
 import hashlib
 import hmac
 import http.server
@@ -715,6 +716,50 @@ class Daemon:
         """ASan/UBSan reports, and valgrind's (it prints only errors with -q)."""
         text = self.raw_log()
         return [l for l in text.splitlines() if "Sanitizer" in l or "runtime error:" in l or VALGRIND_LINE.match(l)]
+
+
+
+class Delivered:
+    """The ids answered 2xx per path (and their count), updated
+    incrementally: a full scan of the requests (a JSON parse each) at every
+    poll would starve the receiver under a flood."""
+
+    def __init__(self, r):
+        self.r = r
+        self.n = 0
+        self.ids = collections.defaultdict(set)
+        self.ok = collections.Counter()
+
+    def update(self):
+        with self.r.lock:
+            new = self.r.requests[self.n :]
+        self.n += len(new)
+        for q in new:
+            if q.ok:
+                self.ids[q.path].add(q.event_id)
+                self.ok[q.path] += 1
+        return self
+
+
+def wait_all_delivered(seen, ids, path, timeout, what):
+    """Wait until every id got a 2xx on path (seen: a Delivered)."""
+    want = set(ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = want - seen.update().ids[path]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise Failure(
+                "%s: timed out after %.0f s\n    expected: all %d events delivered on %s\n    got:      %d missing, e.g. %s"
+                % (what, timeout, len(want), path, len(missing), sorted(missing)[:5])
+            )
+        time.sleep(0.25)
+
+
+def wait_requests(r, n, timeout, what):
+    """Wait until the receiver got n requests in all (cheap: no scan)."""
+    wait_until(lambda: len(r.requests) >= n, timeout, what, interval=0.01)
 
 
 def audit_lines(daemon):

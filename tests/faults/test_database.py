@@ -14,6 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from harness import (  # noqa: E402
+    Delivered,
     Failure,
     PsqlSession,
     audit_lines,
@@ -21,6 +22,8 @@ from harness import (  # noqa: E402
     check_eq,
     make_config,
     run,
+    wait_all_delivered,
+    wait_requests,
     wait_until,
 )
 from test_observability import Admin, PrivateCluster, free_port  # noqa: E402
@@ -88,46 +91,6 @@ def restart_cluster(cluster):
     """pg_ctl restart -m fast, with the options PrivateCluster.start uses."""
     opts = "-c listen_addresses='' -k %s -p %d -c fsync=off -c full_page_writes=off" % (cluster.dir, cluster.port)
     cluster._pg(["pg_ctl", "-D", cluster.data, "-l", cluster.logfile, "-o", opts, "-m", "fast", "-w", "-t", "30", "restart"])
-
-
-class Delivered:
-    """The ids answered 2xx per path, updated incrementally: a full scan of
-    the requests (a JSON parse each) at every poll would starve the receiver."""
-
-    def __init__(self, r):
-        self.r = r
-        self.n = 0
-        self.ids = collections.defaultdict(set)
-
-    def update(self):
-        with self.r.lock:
-            new = self.r.requests[self.n :]
-        self.n += len(new)
-        for q in new:
-            if q.ok:
-                self.ids[q.path].add(q.event_id)
-        return self
-
-
-def wait_all_delivered(seen, ids, path, timeout, what):
-    """Wait until every id got a 2xx on path."""
-    want = set(ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = want - seen.update().ids[path]
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            raise Failure(
-                "%s: timed out after %.0f s\n    expected: all %d events delivered on %s\n    got:      %d missing, e.g. %s"
-                % (what, timeout, len(want), path, len(missing), sorted(missing)[:5])
-            )
-        time.sleep(0.25)
-
-
-def wait_requests(r, n, timeout, what):
-    """Wait until the receiver got n requests in all (cheap: no scan)."""
-    wait_until(lambda: len(r.requests) >= n, timeout, what, interval=0.01)
 
 
 def check_nothing_lost(r, ids, path, what):

@@ -10,12 +10,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from harness import (  # noqa: E402
+    Delivered,
     Failure,
     audit_lines,
     check,
     check_eq,
     make_config,
     run,
+    wait_all_delivered,
     wait_until,
 )
 from test_observability import Admin, free_port  # noqa: E402
@@ -23,40 +25,6 @@ from test_observability import Admin, free_port  # noqa: E402
 N = 50000
 DAEMONS = 4
 MIN_SHARE = 0.05
-
-
-class Delivered:
-    """The ids answered 2xx per path, updated incrementally: a scan of 100k
-    requests (a JSON parse each) every poll would starve the receiver."""
-
-    def __init__(self, r):
-        self.r = r
-        self.n = 0
-        self.ids = collections.defaultdict(set)
-
-    def update(self):
-        with self.r.lock:
-            new = self.r.requests[self.n :]
-        self.n += len(new)
-        for q in new:
-            if q.ok:
-                self.ids[q.path].add(q.event_id)
-        return self
-
-
-def wait_all_delivered(seen, ids, path, timeout, what):
-    want = set(ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = want - seen.update().ids[path]
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            raise Failure(
-                "%s: timed out after %.0f s\n    expected: all %d events delivered on %s\n    got:      %d missing, e.g. %s"
-                % (what, timeout, len(want), path, len(missing), sorted(missing)[:5])
-            )
-        time.sleep(0.5)
 
 
 def test_four_daemons_50000_events_two_endpoints(ctx):

@@ -17,6 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from harness import (  # noqa: E402
+    Delivered,
     Failure,
     PsqlSession,
     audit_lines,
@@ -46,27 +47,6 @@ STEADY_ASAN = "detect_leaks=1:abort_on_error=1:quarantine_size_mb=1"
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-class Delivered:
-    """Ids answered 2xx per path, updated incrementally (a full scan, with a
-    JSON parse per request, at every poll would starve the receiver)."""
-
-    def __init__(self, r):
-        self.r = r
-        self.n = 0
-        self.ids = collections.defaultdict(set)
-        self.ok = collections.Counter()
-
-    def update(self):
-        with self.r.lock:
-            new = self.r.requests[self.n :]
-        self.n += len(new)
-        for q in new:
-            if q.ok:
-                self.ids[q.path].add(q.event_id)
-                self.ok[q.path] += 1
-        return self
 
 
 def _tcp_table():
