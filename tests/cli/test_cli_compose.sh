@@ -10,21 +10,7 @@ bindir="${S3O_BIN_DIR:?S3O_BIN_DIR is not set}"
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
-failures=0
-total=0
-pass() {
-	total=$((total + 1))
-	printf 'ok %s\n' "$1"
-}
-fail() {
-	total=$((total + 1))
-	failures=$((failures + 1))
-	printf 'FAIL %s\n' "$1"
-	shift
-	for line in "$@"; do
-		printf '  %s\n' "$line"
-	done
-}
+. "$(dirname "$0")/../testlib.sh"
 
 unset HOOK_SECRET POSTGRES_PASSWORD S3O_DB_PASSWORD
 if command -v docker-compose >/dev/null 2>&1; then
@@ -83,5 +69,4 @@ else
 	fail "Dockerfile runs as a non-root user"
 fi
 
-printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
-[ "$failures" -eq 0 ]
+finish

@@ -17,21 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-failures=0
-total=0
-pass() {
-	total=$((total + 1))
-	printf 'ok %s\n' "$1"
-}
-fail() {
-	total=$((total + 1))
-	failures=$((failures + 1))
-	printf 'FAIL %s\n' "$1"
-	shift
-	for line in "$@"; do
-		printf '  %s\n' "$line"
-	done
-}
+. "$(dirname "$0")/../testlib.sh"
 
 # start NAME ARGS...: run a receiver on a free port; sets $port and $pid.
 start() {
@@ -214,5 +200,4 @@ if start interrupted --status 204; then
 	expect_eq "interrupted: exits 0 on SIGINT" 0 "$?"
 fi
 
-printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
-[ "$failures" -eq 0 ]
+finish

@@ -16,21 +16,7 @@ if command -v timeout >/dev/null 2>&1; then
 	watchdog="timeout 20"
 fi
 
-failures=0
-total=0
-pass() {
-	total=$((total + 1))
-	printf 'ok %s\n' "$1"
-}
-fail() {
-	total=$((total + 1))
-	failures=$((failures + 1))
-	printf 'FAIL %s\n' "$1"
-	shift
-	for line in "$@"; do
-		printf '  %s\n' "$line"
-	done
-}
+. "$(dirname "$0")/../testlib.sh"
 
 # expect NAME WANT_STATUS WANT_STDOUT CMD...: stdin from $tmp/body
 expect() {
@@ -196,5 +182,4 @@ else
 	echo "skip README go snippet: go is not installed"
 fi
 
-printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
-[ "$failures" -eq 0 ]
+finish

@@ -9,25 +9,11 @@ unit="$bindir/s3o-notifyd.service"
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
-failures=0
-total=0
-pass() {
-	total=$((total + 1))
-	printf 'ok %s\n' "$1"
-}
-fail() {
-	total=$((total + 1))
-	failures=$((failures + 1))
-	printf 'FAIL %s\n' "$1"
-	shift
-	for line in "$@"; do
-		printf '  %s\n' "$line"
-	done
-}
+. "$(dirname "$0")/../testlib.sh"
 
 if [ ! -f "$unit" ]; then
 	fail "the unit is configured into the build directory" "missing: $unit"
-	printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
+	finish
 	exit 1
 fi
 for want in '^Type=simple$' '^User=s3o-notify$' '^Restart=on-failure$' '^RestartPreventExitStatus=2$' \
@@ -62,5 +48,4 @@ else
 	echo "skip systemd-analyze verify: systemd is not installed"
 fi
 
-printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
-[ "$failures" -eq 0 ]
+finish

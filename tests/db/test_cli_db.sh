@@ -24,21 +24,7 @@ if command -v timeout >/dev/null 2>&1; then
 	watchdog="timeout 30"
 fi
 
-failures=0
-total=0
-pass() {
-	total=$((total + 1))
-	printf 'ok %s\n' "$1"
-}
-fail() {
-	total=$((total + 1))
-	failures=$((failures + 1))
-	printf 'FAIL %s\n' "$1"
-	shift
-	for line in "$@"; do
-		printf '  %s\n' "$line"
-	done
-}
+. "$(dirname "$0")/../testlib.sh"
 
 # run NAME WANT_STATUS ARGS...: s3o-notify with stdin from /dev/null; output in
 # $tmp/out and $tmp/err.
@@ -307,5 +293,4 @@ fi
 kill -TERM "$daemon_pid" 2>/dev/null
 wait "$daemon_pid" 2>/dev/null
 
-printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
-[ "$failures" -eq 0 ]
+finish

@@ -9,21 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(mktemp) || exit 1
 trap 'rm -f "$out"' EXIT INT TERM
 
-failures=0
-total=0
-pass() {
-	total=$((total + 1))
-	printf 'ok %s\n' "$1"
-}
-fail() {
-	total=$((total + 1))
-	failures=$((failures + 1))
-	printf 'FAIL %s\n' "$1"
-	shift
-	for line in "$@"; do
-		printf '  %s\n' "$line"
-	done
-}
+. "$(dirname "$0")/../testlib.sh"
 # count NAME WANT EXTENDED_REGEX
 count() {
 	n=$(grep -Ec -- "$3" "$out")
@@ -84,5 +70,4 @@ else
 	fi
 fi
 
-printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
-[ "$failures" -eq 0 ]
+finish
