@@ -1231,21 +1231,6 @@ bool dispatcher_ready(const struct dispatcher *d, const char **why)
 	return w == NULL;
 }
 
-void dispatcher_endpoint_stats(const struct dispatcher *d, size_t i,
-			       struct dispatcher_endpoint_stats *out)
-{
-	const struct endpoint *ep = &d->eps[i];
-	out->name = ep->cfg->name;
-	out->delivered = ep->delivered;
-	out->failed = ep->failed;
-	out->dropped = ep->dropped;
-}
-
-uint64_t dispatcher_unmatched(const struct dispatcher *d)
-{
-	return d->unmatched;
-}
-
 void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out)
 {
 	struct metrics_label l[1];

@@ -16,13 +16,6 @@
 
 struct dispatcher;
 
-struct dispatcher_endpoint_stats {
-	const char *name;
-	uint64_t delivered; /* 2xx answers */
-	uint64_t failed;    /* every failed attempt */
-	uint64_t dropped;   /* deliveries given up after max_retries */
-};
-
 struct dispatcher *dispatcher_new(struct event_base *base, const struct config *cfg)
     __attribute__((warn_unused_result));
 void dispatcher_free(struct dispatcher *d);
@@ -37,9 +30,6 @@ int dispatcher_exit_code(const struct dispatcher *d);
 
 /* Readiness: both connections up, LISTEN active, schema current. */
 bool dispatcher_ready(const struct dispatcher *d, const char **why);
-void dispatcher_endpoint_stats(const struct dispatcher *d, size_t i,
-			       struct dispatcher_endpoint_stats *out);
-uint64_t dispatcher_unmatched(const struct dispatcher *d);
 /* The Prometheus exposition of every metric; reads cached values only. */
 void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out);
 

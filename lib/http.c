@@ -30,7 +30,6 @@ struct http {
 	struct event *timer;
 	struct http_xfer *free_list; /* finished transfers, easy handles kept for reuse */
 	struct http_xfer *active_list;
-	unsigned active;
 };
 
 /* Take a transfer out of the multi handle and keep it for reuse. */
@@ -43,7 +42,6 @@ static void xfer_release(struct http *h, struct http_xfer *x)
 		h->active_list = x->next;
 	if (x->next)
 		x->next->prev = x->prev;
-	h->active--;
 	x->prev = NULL;
 	x->next = h->free_list;
 	h->free_list = x;
@@ -274,11 +272,5 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	if (x->next)
 		x->next->prev = x;
 	h->active_list = x;
-	h->active++;
 	return 0;
-}
-
-unsigned http_active(const struct http *h)
-{
-	return h->active;
 }

@@ -39,6 +39,5 @@ void http_free(struct http *h);
 
 int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
     __attribute__((warn_unused_result));
-unsigned http_active(const struct http *h);
 
 #endif

@@ -38,7 +38,6 @@ struct pgconn {
 	bool sent;	/* the head query has been sent */
 	PGresult *last; /* its latest result so far */
 	struct pgquery *head, *tail;
-	unsigned nqueries;
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -77,7 +76,6 @@ static struct pgquery *query_pop(struct pgconn *c)
 	c->head = q->next;
 	if (!c->head)
 		c->tail = NULL;
-	c->nqueries--;
 	c->sent = false;
 	return q;
 }
@@ -308,11 +306,6 @@ bool pgconn_is_up(const struct pgconn *c)
 	return c->state == PGCONN_UP;
 }
 
-unsigned pgconn_pending(const struct pgconn *c)
-{
-	return c->nqueries;
-}
-
 void pgconn_reset_backoff(struct pgconn *c)
 {
 	c->backoff_ms = PGCONN_BACKOFF_MIN_MS;
@@ -351,7 +344,6 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 	else
 		c->head = q;
 	c->tail = q;
-	c->nqueries++;
 	send_next(c);
 	return 0;
 }

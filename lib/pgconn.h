@@ -31,8 +31,6 @@ void pgconn_free(struct pgconn *c);
 
 void pgconn_start(struct pgconn *c);
 bool pgconn_is_up(const struct pgconn *c);
-/* Queued queries not yet answered (including the one running). */
-unsigned pgconn_pending(const struct pgconn *c);
 /* Call once the connection proved useful (e.g. LISTEN succeeded). */
 void pgconn_reset_backoff(struct pgconn *c);
 /* Drop the connection and reconnect after the backoff (e.g. a failed query). */
