@@ -38,9 +38,13 @@ static const char SQL_UNKNOWN_ENDPOINTS[] =
     "SELECT endpoint, count(*) FROM notification_delivery"
     " WHERE endpoint <> ALL($1::text[]) GROUP BY endpoint ORDER BY endpoint";
 
+/* Rows already due count too (0 ms): one may have fallen due since the
+ * claim that just came back without it. Leased rows are someone's work. */
 static const char SQL_NEXT_DUE[] =
-    "SELECT ceil(extract(epoch FROM min(due_at) - now()) * 1000)::bigint"
-    " FROM notification_delivery WHERE endpoint = ANY($1::text[]) AND due_at > now()";
+    "SELECT greatest(0, ceil(extract(epoch FROM min(due_at) - now()) * 1000))::bigint"
+    " FROM notification_delivery d WHERE endpoint = ANY($1::text[])"
+    " AND (lease_until IS NULL OR lease_until < now())"
+    " AND EXISTS (SELECT 1 FROM notification_outbox o WHERE o.id = d.outbox_id)";
 
 static const char SQL_STATS[] =
     "SELECT (SELECT count(*) FROM notification_outbox WHERE NOT fanned_out)"

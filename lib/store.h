@@ -42,7 +42,8 @@ int store_claim_retries(struct pgconn *c, const char *const *endpoints, const un
 /* Rows (endpoint, count) of deliveries queued for endpoints not in the list. */
 int store_unknown_endpoints(struct pgconn *c, const char *const *endpoints, size_t n,
 			    pgconn_result_cb cb, void *arg) __attribute__((warn_unused_result));
-/* One row: milliseconds until the next future retry of these endpoints, or NULL. */
+/* One row: milliseconds until the next unleased retry of these endpoints is
+ * due (0 when one already is), or NULL when there is none. */
 int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgconn_result_cb cb,
 		   void *arg) __attribute__((warn_unused_result));
 /* One row: depth (new events + delivery rows), age in seconds of the oldest
