@@ -211,6 +211,14 @@ static void post_done_cb(const struct http_result *r, void *arg)
 	const struct endpoint_config *cfg = ep->cfg;
 
 	ep->in_flight--;
+	if (r->aborted) {
+		log_debug("claim of %s lost before sending: handed back unsent", dl->job->event_id);
+		dl->state = DEL_HANDBACK;
+		delivery_done(d, dl);
+		pump(ep);
+		schedule_kick(d);
+		return;
+	}
 	dl->holds_slot = true;
 	dl->attempts++;
 	histogram_observe(&ep->duration, r->seconds);
@@ -251,12 +259,25 @@ static void post_done_cb(const struct http_result *r, void *arg)
 	schedule_kick(d);
 }
 
+/* Never send what another daemon may have taken: after a freeze, say, the
+ * lease ran out, or a renewal found the row claimed again. */
+static bool claim_held(const struct job *j, const struct dispatcher *d)
+{
+	return !j->lost && now_ms() - j->leased_ms < d->cfg->lease_ms;
+}
+
+/* Asked by curl at the last moment: a process frozen between starting a
+ * POST and writing it must not send it once it wakes. */
+static bool may_send_cb(void *arg)
+{
+	const struct delivery *dl = arg;
+	return claim_held(dl->job, dl->ep->d);
+}
+
 static void post_start(struct endpoint *ep, struct delivery *dl)
 {
 	struct job *j = dl->job;
-	/* Never send what another daemon may have taken: after a freeze, say,
-	 * the lease ran out, or a renewal found the row claimed again. */
-	if (j->lost || now_ms() - j->leased_ms >= ep->d->cfg->lease_ms) {
+	if (!claim_held(j, ep->d)) {
 		log_debug("claim of %s lost: handed back unsent", j->event_id);
 		dl->state = DEL_HANDBACK;
 		delivery_done(ep->d, dl);
@@ -282,6 +303,7 @@ static void post_start(struct endpoint *ep, struct delivery *dl)
 	    .extra_header = extra,
 	    .timeout_ms = ep->cfg->timeout_ms,
 	    .ca_file = ep->cfg->ca_file,
+	    .may_send = may_send_cb,
 	};
 	if (http_post(ep->d->http, &req, post_done_cb, dl) != 0) {
 		log_error("cannot start a POST to %s: out of memory", ep->cfg->name);

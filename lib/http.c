@@ -11,6 +11,7 @@ struct http_xfer {
 	struct http *h;
 	CURL *easy;
 	http_done_cb cb;
+	bool (*may_send)(void *arg);
 	void *arg;
 	struct curl_slist extra; /* links the per-request header before the shared ones */
 	char extra_buf[128];
@@ -64,6 +65,7 @@ static void check_done(struct http *h)
 			r.retry_after = x->has_retry_after ? x->retry_after : NULL;
 		} else {
 			r.error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+			r.aborted = rc == CURLE_ABORTED_BY_CALLBACK;
 		}
 		xfer_release(h, x);
 		x->cb(&r, x->arg);
@@ -132,6 +134,17 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	evtimer_add(h->timer, &tv);
 	return 0;
+}
+
+static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+		     int local_port)
+{
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	struct http_xfer *x = clientp;
+	return x->may_send(x->arg) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 static size_t discard_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -230,6 +243,7 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	if (!x)
 		return -1;
 	x->cb = cb;
+	x->may_send = req->may_send;
 	x->arg = arg;
 	x->has_retry_after = false;
 	x->errbuf[0] = '\0';
@@ -262,6 +276,10 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	if (req->may_send) {
+		curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+		curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+	}
 	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
 		x->next = h->free_list;
 		h->free_list = x;

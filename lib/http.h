@@ -5,6 +5,7 @@
 #ifndef S3O_HTTP_H
 #define S3O_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,9 @@ struct http_request {
 	const char *extra_header;	  /* one per-request header (copied), or NULL */
 	uint64_t timeout_ms;
 	const char *ca_file; /* NULL or "" = system CAs */
+	/* Asked once connected, just before the request is sent: false cancels
+	 * it unsent (the result then has aborted set). NULL = always send. */
+	bool (*may_send)(void *arg);
 };
 
 struct http_result {
@@ -28,6 +32,7 @@ struct http_result {
 	const char *error;	 /* transport error text when status is 0 */
 	const char *retry_after; /* Retry-After header value, or NULL */
 	double seconds;		 /* duration of the whole request */
+	bool aborted;		 /* cancelled unsent by may_send */
 };
 
 /* Called once per request from the loop, never from inside http_post(). */
