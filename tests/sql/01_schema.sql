@@ -1,7 +1,7 @@
 -- Schema of migration 001: tables, columns, types, defaults, indexes, the
 -- trigger, notification_publish and the recorded version.
 BEGIN;
-SELECT plan(69);
+SELECT plan(70);
 
 -- tables
 SELECT has_table('notification_outbox');
@@ -47,6 +47,11 @@ SELECT is((SELECT count(*)::int FROM pg_constraint
 	    WHERE conrelid = 'notification_outbox'::regclass AND contype = 'c'
 	      AND conname = 'event_type_must_be_1_to_255_chars_without_whitespace'),
 	  1, 'notification_outbox has the event_type check constraint');
+SELECT is((SELECT pg_get_constraintdef(oid) FROM pg_constraint
+	    WHERE conrelid = 'notification_outbox'::regclass
+	      AND conname = 'event_type_must_be_1_to_255_chars_without_whitespace'),
+	  $$CHECK ((((length(event_type) >= 1) AND (length(event_type) <= 255)) AND (event_type !~ '[[:space:]]'::text)))$$,
+	  'the event_type check is the cheap one of 003, not a bounded regex');
 SELECT ok((SELECT reloptions @> ARRAY['fillfactor=80'] FROM pg_class
 	    WHERE oid = 'notification_outbox'::regclass),
 	  'notification_outbox has fillfactor 80 for HOT lease updates');
@@ -70,8 +75,8 @@ SELECT col_is_null('notification_delivery', 'lease_until');
 -- notification_schema_version
 SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
 SELECT col_is_pk('notification_schema_version', 'version');
-SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2],
-		  'notification_schema_version holds exactly versions 1 and 2');
+SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3],
+		  'notification_schema_version holds exactly versions 1, 2 and 3');
 
 -- indexes
 SELECT indexes_are('notification_outbox',

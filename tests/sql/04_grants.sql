@@ -71,7 +71,7 @@ SELECT row_eq($$SELECT event_type, subject, data FROM notification_outbox WHERE 
 
 -- the dispatcher
 SET LOCAL ROLE :"dispatcher";
-SELECT is((SELECT max(version) FROM notification_schema_version), 2,
+SELECT is((SELECT max(version) FROM notification_schema_version), 3,
 	  'the dispatcher can read the schema version');
 SELECT is((SELECT count(*) FROM notification_outbox), :n0::bigint + 4,
 	  'the dispatcher can SELECT the outbox');
