@@ -1,5 +1,5 @@
 -- The dispatcher's role for docker/compose.yaml, with exactly the grants the
--- headers of sql/001_outbox.sql and sql/002_notify_when_idle.sql list for s3o-notifyd. Applied by the migrate
+-- headers of sql/001_outbox.sql to sql/004_busy_lock.sql list for s3o-notifyd. Applied by the migrate
 -- service after the migrations, as a DBA would:
 --
 --     psql -v ON_ERROR_STOP=1 -v password="$S3O_DB_PASSWORD" -f roles.sql
@@ -13,4 +13,3 @@ GRANT USAGE ON SCHEMA public TO s3o_notify;
 GRANT SELECT, UPDATE, DELETE ON notification_outbox TO s3o_notify;
 GRANT SELECT, INSERT, UPDATE, DELETE ON notification_delivery TO s3o_notify;
 GRANT SELECT ON notification_schema_version TO s3o_notify;
-GRANT SELECT, UPDATE ON notification_dispatcher_state TO s3o_notify;

@@ -22,8 +22,8 @@
 #define DISPATCHER_SETTLE_WAIT_MS 5000 /* at shutdown, after the deliveries */
 #define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
-#define DISPATCHER_BUSY_MS	  1000 /* lifetime of the busy mark (sql/002), renewed at half */
-#define DISPATCHER_LAST_CLAIM_MS  100  /* after clearing it: covers producers' commit delay */
+#define DISPATCHER_BUSY_TRY_MS	  100  /* between attempts at the busy lock (sql/004) */
+#define DISPATCHER_LAST_CLAIM_MS  100  /* after releasing it: covers producers' commit delay */
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
 static const char *const wakeup_names[WAKE_COUNT] = {"notify", "sweep", "reconnect", "retry"};
@@ -105,9 +105,12 @@ struct dispatcher {
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
-	bool busy;			   /* our busy mark is set: producers do not notify */
+	bool busy; /* draining: claims keep returning rows */
+	/* The busy lock (sql/004), held on the listen connection while busy:
+	 * producers then skip pg_notify(). */
+	enum { LOCK_NONE, LOCK_TAKING, LOCK_HELD } busy_lock;
+	uint64_t busy_try_at;		   /* no attempt at the lock before (monotonic ms) */
 	uint64_t notifies, claim_notifies; /* NOTIFYs received; as of the running claim */
-	uint64_t busy_renew_at;
 	bool stopping, abandoned, drained;
 	int exit_code;
 
@@ -529,31 +532,58 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 
 /* ---- claims ---- */
 
-static void busy_result_cb(PGresult *res, void *arg)
+static void busy_release_cb(PGresult *res, void *arg)
 {
 	(void)arg;
-	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
-		log_warn("cannot update the busy mark: %s", PQresultErrorMessage(res));
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_warn("cannot release the busy lock: %s", PQresultErrorMessage(res));
 }
 
-/* Draining: tell producers no wake-up is needed (see sql/002). Queued before
- * the next claim, so it is committed before that claim's snapshot. */
+static void busy_release(struct dispatcher *d)
+{
+	d->busy_lock = LOCK_NONE;
+	if (store_busy_lock(d->listen, false, busy_release_cb, d) != 0)
+		log_debug("busy lock not released: connection down, which released it");
+}
+
+static void busy_take_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	if (d->busy_lock != LOCK_TAKING)
+		return; /* the connection went down meanwhile, and the lock with it */
+	d->busy_lock = LOCK_NONE;
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warn("cannot take the busy lock: %s", PQresultErrorMessage(res));
+		return;
+	}
+	/* 'f': another dispatcher holds it (it is draining too), or a
+	 * producer's trigger was testing it just then: try again later. */
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		return;
+	d->busy_lock = LOCK_HELD;
+	if (!d->busy) /* drained while we were asking */
+		busy_release(d);
+}
+
+/* Draining: tell producers no wake-up is needed (see sql/004). */
 static void mark_busy(struct dispatcher *d)
 {
-	uint64_t now = now_ms();
-	if (d->busy && now < d->busy_renew_at)
-		return;
-	if (store_set_busy(d->work, DISPATCHER_BUSY_MS, busy_result_cb, d) != 0)
-		return;
 	d->busy = true;
-	d->busy_renew_at = now + DISPATCHER_BUSY_MS / 2;
+	uint64_t now = now_ms();
+	if (d->busy_lock != LOCK_NONE || !d->listening || now < d->busy_try_at)
+		return;
+	d->busy_try_at = now + DISPATCHER_BUSY_TRY_MS;
+	if (store_busy_lock(d->listen, true, busy_take_cb, d) == 0)
+		d->busy_lock = LOCK_TAKING;
 }
 
 static void mark_idle(struct dispatcher *d)
 {
-	if (d->busy && store_set_busy(d->work, 0, busy_result_cb, d) != 0)
-		log_debug("busy mark not cleared: connection down; it lapses by itself");
 	d->busy = false;
+	if (d->busy_lock == LOCK_HELD)
+		busy_release(d);
 }
 
 static void claim_new_cb(PGresult *res, void *arg)
@@ -853,7 +883,7 @@ static void work_down_cb(void *arg)
 {
 	struct dispatcher *d = arg;
 	d->schema_ok = false;
-	d->busy = false; /* the mark lapses by itself */
+	mark_idle(d); /* no claims until it is back */
 }
 
 static void listen_result_cb(PGresult *res, void *arg)
@@ -887,6 +917,7 @@ static void listen_down_cb(void *arg)
 {
 	struct dispatcher *d = arg;
 	d->listening = false;
+	d->busy_lock = LOCK_NONE; /* released with the session */
 }
 
 static void notify_cb(const char *channel, void *arg)
@@ -1206,8 +1237,7 @@ void dispatcher_shutdown(struct dispatcher *d)
 		return;
 	}
 	d->stopping = true;
-	if (pgconn_is_up(d->work))
-		mark_idle(d);
+	mark_idle(d);
 	event_del(d->sweep_timer);
 	event_del(d->stats_timer);
 	event_del(d->last_claim_timer);

@@ -52,10 +52,10 @@ static const char SQL_STATS[] =
     " coalesce(extract(epoch FROM now() - (SELECT created_at FROM notification_outbox"
     " ORDER BY id LIMIT 1)), 0), pg_notification_queue_usage()";
 
-static const char SQL_SET_BUSY[] =
-    "UPDATE notification_dispatcher_state"
-    " SET busy_until = clock_timestamp() + $1 * interval '1 millisecond'";
-static const char SQL_CLEAR_BUSY[] = "UPDATE notification_dispatcher_state SET busy_until = NULL";
+/* Key (1395806030 = 'S3ON', the outbox's oid): see sql/004. */
+#define BUSY_KEY "1395806030, 'notification_outbox'::regclass::oid::int"
+static const char SQL_BUSY_TAKE[] = "SELECT pg_try_advisory_lock(" BUSY_KEY ")";
+static const char SQL_BUSY_RELEASE[] = "SELECT pg_advisory_unlock(" BUSY_KEY ")";
 
 /* Leases of rows still being worked on, so no other claim takes them; the
  * rows returned (id, and the endpoint for a retry) are those still ours. */
@@ -475,12 +475,7 @@ int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
 	return pgconn_query(c, SQL_STATS, 0, NULL, cb, arg);
 }
 
-int store_set_busy(struct pgconn *c, uint64_t busy_ms, pgconn_result_cb cb, void *arg)
+int store_busy_lock(struct pgconn *c, bool take, pgconn_result_cb cb, void *arg)
 {
-	if (busy_ms == 0)
-		return pgconn_query(c, SQL_CLEAR_BUSY, 0, NULL, cb, arg);
-	char ms[24];
-	snprintf(ms, sizeof(ms), "%" PRIu64, busy_ms);
-	const char *v[] = {ms};
-	return pgconn_query(c, SQL_SET_BUSY, 1, v, cb, arg);
+	return pgconn_query(c, take ? SQL_BUSY_TAKE : SQL_BUSY_RELEASE, 0, NULL, cb, arg);
 }

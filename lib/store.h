@@ -12,7 +12,7 @@
 
 #include "pgconn.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* Columns of a claim of new events and of a claim of due retries. */
 enum store_col {
@@ -50,9 +50,10 @@ int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgc
  * queued event (0 when none), pg_notification_queue_usage(). */
 int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));
-/* Mark a dispatcher busy for busy_ms (producers then skip pg_notify), or
- * clear the mark with busy_ms 0. */
-int store_set_busy(struct pgconn *c, uint64_t busy_ms, pgconn_result_cb cb, void *arg)
+/* The busy lock of sql/004, on the connection that is to hold it: take it
+ * without waiting (one row, 't' when taken; producers skip pg_notify while
+ * it is held) or release it. */
+int store_busy_lock(struct pgconn *c, bool take, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));
 /* Remove events whose every delivery is settled (left by concurrent settlements). */
 int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)

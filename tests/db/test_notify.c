@@ -312,29 +312,65 @@ static void run_scenarios(struct test *t)
 		 {"RELEASE SAVEPOINT s", false}, {INSERT_ONE, false}, {"COMMIT", false});
 }
 
-/* sql/002: while a dispatcher's busy mark is current, producers do not
- * notify; once it is cleared or has lapsed, they do again. */
-static void busy_mark(struct test *t)
+/* sql/004: while a session holds the busy lock (a draining dispatcher, on
+ * its LISTEN connection), producers do not notify; once it is released, or
+ * its session ends, they do again. */
+#define BUSY_KEY "1395806030, 'notification_outbox'::regclass::oid::int"
+
+/* Wait until no session holds the busy key (a closed session's backend
+ * releases its locks as it exits, a moment after PQfinish). */
+static bool busy_key_free(struct test *t)
 {
-	SCENARIO(t, "busy mark set: a committed INSERT", 1, 0,
-		 {"UPDATE notification_dispatcher_state"
-		  " SET busy_until = clock_timestamp() + interval '1 hour'",
-		  false},
-		 {INSERT_ONE, false});
-	SCENARIO(t, "busy mark set: notification_publish in a transaction", 1, 0, {"BEGIN", false},
+	int64_t deadline = now_ms() + MARKER_MS;
+	while (now_ms() < deadline) {
+		if (query_long(t->producer, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+					    " AND classid = 1395806030 AND granted") == 0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static void busy_lock(struct test *t)
+{
+	PGconn *holder = connect_db("holder");
+	if (!holder) {
+		check(t, false, "busy lock: a holder connection");
+		return;
+	}
+	check(t, run(holder, "SELECT pg_advisory_lock(" BUSY_KEY ")", false),
+	      "busy lock: a dispatcher's session takes it");
+	SCENARIO(t, "busy lock held: a committed INSERT", 1, 0, {INSERT_ONE, false});
+	SCENARIO(t, "busy lock held: notification_publish in a transaction", 1, 0, {"BEGIN", false},
 		 {"SELECT notification_publish('test.pub', 'busy')", false}, {"COMMIT", false});
-	SCENARIO(t, "busy mark cleared: a committed INSERT notifies again", 1, 1,
-		 {"UPDATE notification_dispatcher_state SET busy_until = NULL", false},
-		 {INSERT_ONE, false});
-	SCENARIO(t, "busy mark lapsed: a committed INSERT notifies", 1, 1,
-		 {"UPDATE notification_dispatcher_state"
-		  " SET busy_until = clock_timestamp() - interval '1 millisecond'",
-		  false},
-		 {INSERT_ONE, false});
-	SCENARIO(t, "busy mark set by a producer that only has INSERT: refused", 0, 0,
-		 {"SET ROLE test_notify_producer", false},
-		 {"UPDATE notification_dispatcher_state SET busy_until = NULL", true},
+	SCENARIO(t, "busy lock held: a producer that only has INSERT", 1, 0,
+		 {"SET ROLE test_notify_producer", false}, {INSERT_ONE, false},
 		 {"RESET ROLE", false});
+	check(t, run(holder, "SELECT pg_advisory_unlock(" BUSY_KEY ")", false),
+	      "busy lock: the dispatcher releases it");
+	SCENARIO(t, "busy lock released: a committed INSERT notifies again", 1, 1,
+		 {INSERT_ONE, false});
+
+	/* What a producer's trigger holds for a moment: never a reason for
+	 * another producer to stay silent. */
+	check(t, run(holder, "SELECT pg_advisory_lock_shared(" BUSY_KEY ")", false),
+	      "busy lock: another session holds it shared, as a producer's trigger does");
+	SCENARIO(t, "busy lock held shared by another producer: a committed INSERT notifies", 1, 1,
+		 {INSERT_ONE, false});
+	check(t, run(holder, "SELECT pg_advisory_unlock_shared(" BUSY_KEY ")", false),
+	      "busy lock: the shared hold released");
+
+	/* The key names this outbox: another one's dispatcher does not silence it. */
+	check(t, run(holder, "SELECT pg_advisory_lock(1395806030, 1)", false),
+	      "busy lock: a session holds the key of another table");
+	SCENARIO(t, "another table's busy lock held: a committed INSERT notifies", 1, 1,
+		 {INSERT_ONE, false});
+
+	check(t, run(holder, "SELECT pg_advisory_lock(" BUSY_KEY ")", false),
+	      "busy lock: taken again");
+	PQfinish(holder);
+	check(t, busy_key_free(t), "busy lock: released when the holder's session ends");
+	SCENARIO(t, "busy lock holder gone: a committed INSERT notifies", 1, 1, {INSERT_ONE, false});
 }
 
 /* Nothing reaches the listener while the transaction is open; one at commit. */
@@ -382,7 +418,7 @@ int main(void)
 	if (!run(t.producer, "CREATE ROLE test_notify_producer NOLOGIN", false) ||
 	    !run(t.producer, "GRANT INSERT ON notification_outbox TO test_notify_producer", false))
 		goto out;
-	busy_mark(&t);
+	busy_lock(&t);
 	run(t.producer, "DROP OWNED BY test_notify_producer", false);
 	run(t.producer, "DROP ROLE test_notify_producer", false);
 	check_int(&t, "no stray notification after the last step", 0, watch_quiet(&t, QUIET_MS));

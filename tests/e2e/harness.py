@@ -481,7 +481,15 @@ class DB:
         )
 
     def listening_backends(self):
-        return [b for b in self.daemon_backends() if (b.get("query") or "").strip().lower().startswith("listen")]
+        """Daemon connections that have run LISTEN: their last statement is
+        LISTEN, or the busy lock (sql/004), which only a listening connection
+        takes and releases."""
+
+        def listened(q):
+            q = q.strip().lower()
+            return q.startswith("listen") or "advisory_lock(1395806030" in q or "advisory_unlock(1395806030" in q
+
+        return [b for b in self.daemon_backends() if listened(b.get("query") or "")]
 
     def terminate_daemon_backends(self):
         """pg_terminate_backend() every connection of every daemon on this

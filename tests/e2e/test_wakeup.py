@@ -1,6 +1,7 @@
-"""Wake-ups under sql/002: producers skip pg_notify while a dispatcher is
-draining, so the sweep is the bound for anything a wake-up would have
-brought. No event may wait longer than one sweep interval for lack of one."""
+"""Wake-ups under sql/004: producers skip pg_notify while a dispatcher is
+draining (it holds the busy lock), so the sweep is the bound for anything a
+wake-up would have brought. No event may wait longer than one sweep
+interval for lack of one."""
 
 import os
 import random
@@ -9,10 +10,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, check_eq, make_config, run  # noqa: E402
+from harness import check, check_eq, make_config, run, wait_until  # noqa: E402
 
 SWEEP_S = 1.0
 SLACK_S = 0.5  # a claim round trip and a POST, on a loaded test machine
+BUSY_KEY = "1395806030, 'notification_outbox'::regclass::oid::int"
 
 
 def first_arrivals(r):
@@ -23,28 +25,39 @@ def first_arrivals(r):
     return out
 
 
-def test_stuck_busy_mark_bounded_by_sweep(ctx):
-    """A mark left by a dispatcher that stopped claiming silences every
-    producer: the sweep still delivers each event within one interval."""
+def busy_lock_holders(ctx):
+    return int(ctx.db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1395806030 AND granted"))
+
+
+def test_stuck_busy_lock_bounded_by_sweep(ctx):
+    """A session that holds the busy lock and never claims (a dispatcher
+    frozen while draining) silences every producer: the sweep still
+    delivers each event within one interval."""
     r = ctx.receiver()
     cfg = make_config([("hook", {"url": r.url("/hook"), "events": "*"})], sweep_interval="1s")
     d = ctx.daemon(cfg).start()
+    holder = ctx.session()
+    holder.execute("SELECT pg_advisory_lock(%s)" % BUSY_KEY)
     lags = []
     for i in range(4):
         time.sleep(random.uniform(0.05, 0.6))
-        # Set again each time: the daemon's own mark replaces it as it drains.
-        ctx.db.run("UPDATE notification_dispatcher_state SET busy_until = now() + interval '1 hour'")
         row = ctx.db.insert_one("test.silenced", "s/%d" % i)
         committed = time.time()
         r.wait_ids([row["event_id"]], "/hook", timeout=5)
         lags.append(first_arrivals(r)[row["event_id"]] - committed)
-    print("lags with a stuck busy mark (s): %s" % ["%.3f" % x for x in lags])
+    print("lags with a stuck busy lock (s): %s" % ["%.3f" % x for x in lags])
     check(max(lags) <= SWEEP_S + SLACK_S, "every silenced event delivered within one sweep",
           "<= %.1f s" % (SWEEP_S + SLACK_S), "%.3f s" % max(lags))
     # Without a wake-up, arrivals wait for the sweep: some of them visibly.
     check(max(lags) > 0.05, "the producers' notifications were really suppressed",
           "some lag > 0.05 s", "%.3f s" % max(lags))
-    ctx.db.run("UPDATE notification_dispatcher_state SET busy_until = NULL")
+    holder.close()
+    wait_until(lambda: busy_lock_holders(ctx) == 0, 5, "the holder's lock gone with its session")
+    row = ctx.db.insert_one("test.woken", "after")
+    committed = time.time()
+    r.wait_ids([row["event_id"]], "/hook", timeout=5)
+    lag = first_arrivals(r)[row["event_id"]] - committed
+    check(lag < 0.5, "once the holder is gone, a NOTIFY wakes the daemon (sweep is 1 s)", "< 0.5 s", "%.3f s" % lag)
     d.stop()
 
 
@@ -102,8 +115,7 @@ def test_concurrent_producers_bounded_by_sweep(ctx):
           "<= %.1f s" % (SWEEP_S + SLACK_S), "%.3f s" % lags[-1])
     check_eq(len(ids), r.count("/hook"), "requests (no duplicates)")
     d.stop()
-    mark = ctx.db.scalar("SELECT coalesce(busy_until > clock_timestamp(), false) FROM notification_dispatcher_state")
-    check_eq("f", mark, "the busy mark is cleared after a graceful stop")
+    check_eq(0, busy_lock_holders(ctx), "sessions holding the busy lock after a graceful stop")
 
 
 def test_no_lost_wakeup(ctx):
@@ -134,4 +146,4 @@ def test_no_lost_wakeup(ctx):
 
 
 if __name__ == "__main__":
-    run([test_stuck_busy_mark_bounded_by_sweep, test_concurrent_producers_bounded_by_sweep, test_no_lost_wakeup])
+    run([test_stuck_busy_lock_bounded_by_sweep, test_concurrent_producers_bounded_by_sweep, test_no_lost_wakeup])

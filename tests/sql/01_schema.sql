@@ -75,8 +75,8 @@ SELECT col_is_null('notification_delivery', 'lease_until');
 -- notification_schema_version
 SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
 SELECT col_is_pk('notification_schema_version', 'version');
-SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3],
-		  'notification_schema_version holds exactly versions 1, 2 and 3');
+SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3, 4],
+		  'notification_schema_version holds exactly versions 1 to 4');
 
 -- indexes
 SELECT indexes_are('notification_outbox',

@@ -1,10 +1,10 @@
--- The grants documented in the headers of sql/001 and sql/002 are enough, and
+-- The grants documented in the headers of sql/001 to sql/004 are enough, and
 -- no more than enough: a producer can append events but not read, change or
 -- remove them; the dispatcher can do its work. The roles exist only inside
 -- this transaction; their names carry the backend pid so parallel runs on one
 -- cluster do not collide.
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 
 SELECT 's3o_test_producer_' || pg_backend_pid() AS producer,
        's3o_test_dispatcher_' || pg_backend_pid() AS dispatcher \gset
@@ -18,7 +18,6 @@ GRANT EXECUTE ON FUNCTION notification_publish(text, text, jsonb) TO :"producer"
 GRANT SELECT, UPDATE, DELETE ON notification_outbox TO :"dispatcher";
 GRANT SELECT, INSERT, UPDATE, DELETE ON notification_delivery TO :"dispatcher";
 GRANT SELECT ON notification_schema_version TO :"dispatcher";
-GRANT SELECT, UPDATE ON notification_dispatcher_state TO :"dispatcher";
 
 SELECT count(*) AS n0 FROM notification_outbox \gset
 
@@ -71,7 +70,7 @@ SELECT row_eq($$SELECT event_type, subject, data FROM notification_outbox WHERE 
 
 -- the dispatcher
 SET LOCAL ROLE :"dispatcher";
-SELECT is((SELECT max(version) FROM notification_schema_version), 3,
+SELECT is((SELECT max(version) FROM notification_schema_version), 4,
 	  'the dispatcher can read the schema version');
 SELECT is((SELECT count(*) FROM notification_outbox), :n0::bigint + 4,
 	  'the dispatcher can SELECT the outbox');
@@ -103,9 +102,10 @@ SELECT lives_ok($$DELETE FROM notification_outbox
 SELECT throws_ok($$DELETE FROM notification_schema_version$$,
 	'42501', 'permission denied for table notification_schema_version',
 	'the dispatcher cannot change the schema version');
-SELECT lives_ok($$UPDATE notification_dispatcher_state
-		   SET busy_until = clock_timestamp() + interval '1 second'$$,
-	'the dispatcher can set its busy mark (sql/002)');
+SELECT is(pg_try_advisory_lock(1395806030, 'notification_outbox'::regclass::oid::int), true,
+	  'the dispatcher can take its busy lock (sql/004)');
+SELECT is(pg_advisory_unlock(1395806030, 'notification_outbox'::regclass::oid::int), true,
+	  'the dispatcher can release its busy lock');
 RESET ROLE;
 
 SELECT is((SELECT count(*) FROM notification_outbox WHERE event_id = :'eid'), 0::bigint,
