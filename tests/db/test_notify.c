@@ -323,8 +323,9 @@ static bool busy_key_free(struct test *t)
 {
 	int64_t deadline = now_ms() + MARKER_MS;
 	while (now_ms() < deadline) {
-		if (query_long(t->producer, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-					    " AND classid = 1395806030 AND granted") == 0)
+		if (query_long(t->producer,
+			       "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+			       " AND classid = 1395806030 AND granted") == 0)
 			return true;
 		usleep(10000);
 	}
@@ -370,7 +371,8 @@ static void busy_lock(struct test *t)
 	      "busy lock: taken again");
 	PQfinish(holder);
 	check(t, busy_key_free(t), "busy lock: released when the holder's session ends");
-	SCENARIO(t, "busy lock holder gone: a committed INSERT notifies", 1, 1, {INSERT_ONE, false});
+	SCENARIO(t, "busy lock holder gone: a committed INSERT notifies", 1, 1,
+		 {INSERT_ONE, false});
 }
 
 /* Nothing reaches the listener while the transaction is open; one at commit. */
