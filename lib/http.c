@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/event_struct.h>
+
 struct http_xfer {
 	struct http_xfer *next, *prev; /* in the active list, or next in the free list */
 	struct http *h;
@@ -21,8 +23,10 @@ struct http_xfer {
 };
 
 struct http_sock {
-	struct event *ev;
-	curl_socket_t fd;
+	struct event ev; /* assigned in place: curl changes what it waits for on
+			    every request, and an event_new/event_free each time
+			    showed in the profile */
+	short flags;	 /* of ev, 0 before the first assignment */
 };
 
 struct http {
@@ -99,7 +103,7 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 	struct http_sock *hs = socketp;
 	if (what == CURL_POLL_REMOVE) {
 		if (hs) {
-			event_free(hs->ev);
+			event_del(&hs->ev);
 			free(hs);
 			curl_multi_assign(h->multi, s, NULL);
 		}
@@ -109,17 +113,18 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 		hs = calloc(1, sizeof(*hs));
 		if (!hs)
 			return -1;
-		hs->fd = s;
 		curl_multi_assign(h->multi, s, hs);
-	} else {
-		event_free(hs->ev);
 	}
 	short flags = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) |
 		      (what & CURL_POLL_OUT ? EV_WRITE : 0);
-	hs->ev = event_new(h->base, s, flags, sock_event_cb, h);
-	if (!hs->ev)
+	if (flags == hs->flags)
+		return 0;
+	if (hs->flags)
+		event_del(&hs->ev);
+	hs->flags = flags;
+	if (event_assign(&hs->ev, h->base, s, flags, sock_event_cb, h) != 0 ||
+	    event_add(&hs->ev, NULL) != 0)
 		return -1;
-	event_add(hs->ev, NULL);
 	return 0;
 }
 

@@ -38,10 +38,12 @@ static const char SQL_UNKNOWN_ENDPOINTS[] =
     "SELECT endpoint, count(*) FROM notification_delivery"
     " WHERE endpoint <> ALL($1::text[]) GROUP BY endpoint ORDER BY endpoint";
 
-/* Rows already due count too (0 ms): one may have fallen due since the
- * claim that just came back without it. Leased rows are someone's work. */
+/* Rows already due count too (zero or less): one may have fallen due since
+ * the claim that just came back without it. Leased rows are someone's work.
+ * NULL when nothing is pending (greatest() would turn that into 0, a retry
+ * claim at once, again and again). */
 static const char SQL_NEXT_DUE[] =
-    "SELECT greatest(0, ceil(extract(epoch FROM min(due_at) - now()) * 1000))::bigint"
+    "SELECT ceil(extract(epoch FROM min(due_at) - now()) * 1000)::bigint"
     " FROM notification_delivery d WHERE endpoint = ANY($1::text[])"
     " AND (lease_until IS NULL OR lease_until < now())"
     " AND EXISTS (SELECT 1 FROM notification_outbox o WHERE o.id = d.outbox_id)";

@@ -323,9 +323,11 @@ static bool busy_key_free(struct test *t)
 {
 	int64_t deadline = now_ms() + MARKER_MS;
 	while (now_ms() < deadline) {
-		if (query_long(t->producer,
-			       "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-			       " AND classid = 1395806030 AND granted") == 0)
+		if (query_long(
+			t->producer,
+			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+			" AND classid = 1395806030 AND granted AND database ="
+			" (SELECT oid FROM pg_database WHERE datname = current_database())") == 0)
 			return true;
 		usleep(10000);
 	}

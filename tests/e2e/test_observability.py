@@ -557,5 +557,31 @@ def test_database_down_at_startup(ctx):
         cluster.destroy()
 
 
+def test_idle_daemon_is_quiet(ctx):
+    """With nothing queued, the daemon waits for a NOTIFY or the sweep: no
+    retry timer fires (a NULL "next due" once read as "due now" made it
+    claim retries every ~12 ms), and a retry that falls due still wakes it."""
+    r = ctx.receiver()
+    port = free_port()
+    r.script("/flaky", [{"status": 503}])
+    cfg = make_config(
+        [("flaky", {"url": r.url("/flaky"), "events": "*", "max_retries": 3, "backoff_max": "1s"})],
+        sweep_interval="60s",
+        admin_listen="127.0.0.1:%d" % port,
+    )
+    ctx.daemon(cfg).start()
+    admin = Admin(port)
+    time.sleep(2)
+    m = admin.metrics()
+    check_eq(0, m.value("s3o_notification_wakeups_total", reason="retry"), "retry wake-ups of a daemon idle for 2 s")
+    row = ctx.db.insert_one("test.retry", "idle/a")
+    r.wait_ids([row["event_id"]], "/flaky", timeout=10)
+    m = wait_metric(admin, lambda m: m.value("s3o_notification_wakeups_total", reason="retry") >= 1, 5, "one retry wake-up for the failed attempt")
+    wait_until(lambda: ctx.db.delivery_count() == 0 and ctx.db.outbox_count() == 0, 5, "an empty queue after the retry")
+    time.sleep(1.5)
+    check_eq(m.value("s3o_notification_wakeups_total", reason="retry"), admin.metrics().value("s3o_notification_wakeups_total", reason="retry"),
+             "retry wake-ups in the 1.5 s after the queue emptied")
+
+
 if __name__ == "__main__":
-    run([test_metrics_follow_deliveries, test_readyz_follows_database, test_database_down_at_startup], watchdog=240)
+    run([test_metrics_follow_deliveries, test_idle_daemon_is_quiet, test_readyz_follows_database, test_database_down_at_startup], watchdog=240)
