@@ -95,7 +95,10 @@ struct dispatcher {
 	struct endpoint *eps;
 	size_t neps;
 	const char **ep_names;
-	struct pgconn *work, *listen;
+	/* Claims and the rest on work; settlements on their own connection, so
+	 * a delivered job's slot does not wait behind a claim (and the two run
+	 * on two backends at once); LISTEN and the busy lock on listen. */
+	struct pgconn *work, *settle, *listen;
 	struct http *http;
 	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *last_claim_timer;
 	struct event *renew_timer;
@@ -749,6 +752,7 @@ static void settle_cb(bool ok, void *arg)
 {
 	struct dispatcher *d = arg;
 	if (ok) {
+		pgconn_reset_backoff(d->settle);
 		uint64_t delay = store_batch_min_delay(d->inflight);
 		if (delay != UINT64_MAX && !d->stopping)
 			arm_retry(d, delay + DISPATCHER_RETRY_SLACK_MS);
@@ -762,8 +766,9 @@ static void settle_cb(bool ok, void *arg)
 	} else {
 		/* Sent again once the connection is back: every statement is idempotent. */
 		d->inflight_sent = false;
-		if (pgconn_is_up(d->work))
-			pgconn_reconnect(d->work); /* an SQL error: back off before trying again */
+		if (pgconn_is_up(d->settle))
+			pgconn_reconnect(
+			    d->settle); /* an SQL error: back off before trying again */
 	}
 	schedule_kick(d);
 	check_drained(d);
@@ -771,7 +776,9 @@ static void settle_cb(bool ok, void *arg)
 
 static void settle_flush(struct dispatcher *d)
 {
-	if (d->inflight && d->inflight_sent)
+	/* Down: settle_up_cb kicks again (sending now would fail at once, call
+	 * settle_cb, kick, and so on without end). */
+	if ((d->inflight && d->inflight_sent) || !pgconn_is_up(d->settle))
 		return;
 	if (!d->inflight) {
 		if (store_batch_empty(d->pending))
@@ -787,7 +794,7 @@ static void settle_flush(struct dispatcher *d)
 	}
 	/* Set first: a connection lost while sending calls settle_cb at once. */
 	d->inflight_sent = true;
-	if (store_settle(d->work, d->inflight, settle_cb, d) != 0)
+	if (store_settle(d->settle, d->inflight, settle_cb, d) != 0)
 		d->inflight_sent = false;
 }
 
@@ -797,11 +804,11 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct dispatcher *d = arg;
+	settle_flush(d);
 	if (!pgconn_is_up(d->work)) {
 		check_drained(d);
 		return;
 	}
-	settle_flush(d);
 	if (d->stopping || d->claiming || !d->schema_ok) {
 		check_drained(d);
 		return;
@@ -877,6 +884,11 @@ static void work_up_cb(void *arg)
 	struct dispatcher *d = arg;
 	if (store_schema_version(d->work, schema_cb, d) != 0)
 		pgconn_reconnect(d->work);
+}
+
+static void settle_up_cb(void *arg)
+{
+	schedule_kick(arg); /* settlements that waited for it */
 }
 
 static void work_down_cb(void *arg)
@@ -1157,10 +1169,12 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	}
 	const char *listen_url = cfg->listen_url[0] ? cfg->listen_url : cfg->database_url;
 	struct pgconn_callbacks wcb = {.up = work_up_cb, .down = work_down_cb};
+	struct pgconn_callbacks scb = {.up = settle_up_cb};
 	struct pgconn_callbacks lcb = {
 	    .up = listen_up_cb, .down = listen_down_cb, .notify = notify_cb};
 	uint64_t qt = cfg->lease_ms;
 	d->work = pgconn_new(base, cfg->database_url, "work", qt, &wcb, d);
+	d->settle = pgconn_new(base, cfg->database_url, "settle", qt, &scb, d);
 	d->listen = pgconn_new(base, listen_url, "listen", qt, &lcb, d);
 	d->http = http_new(base, cfg->max_in_flight);
 	d->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, d);
@@ -1170,9 +1184,9 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->stats_timer = event_new(base, -1, EV_PERSIST, stats_cb, d);
 	d->last_claim_timer = evtimer_new(base, last_claim_cb, d);
 	d->renew_timer = event_new(base, -1, EV_PERSIST, renew_cb, d);
-	if (!d->work || !d->listen || !d->http || !d->sweep_timer || !d->retry_timer ||
-	    !d->shutdown_timer || !d->kick_ev || !d->stats_timer || !d->last_claim_timer ||
-	    !d->renew_timer)
+	if (!d->work || !d->settle || !d->listen || !d->http || !d->sweep_timer ||
+	    !d->retry_timer || !d->shutdown_timer || !d->kick_ev || !d->stats_timer ||
+	    !d->last_claim_timer || !d->renew_timer)
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
@@ -1203,6 +1217,7 @@ void dispatcher_free(struct dispatcher *d)
 		if (evs[i])
 			event_free(evs[i]);
 	pgconn_free(d->work);
+	pgconn_free(d->settle);
 	pgconn_free(d->listen);
 	for (size_t i = 0; d->eps && i < d->neps; i++) {
 		curl_slist_free_all(d->eps[i].headers);
@@ -1226,6 +1241,7 @@ void dispatcher_start(struct dispatcher *d)
 	timer_ms(d->stats_timer, DISPATCHER_STATS_MS);
 	timer_ms(d->renew_timer, d->cfg->lease_ms / 4 ? d->cfg->lease_ms / 4 : 1);
 	pgconn_start(d->work);
+	pgconn_start(d->settle);
 	pgconn_start(d->listen);
 }
 
@@ -1272,6 +1288,8 @@ bool dispatcher_ready(const struct dispatcher *d, const char **why)
 	const char *w = NULL;
 	if (!pgconn_is_up(d->work))
 		w = "database connection down";
+	else if (!pgconn_is_up(d->settle))
+		w = "settlement connection down";
 	else if (!pgconn_is_up(d->listen))
 		w = "listen connection down";
 	else if (!d->listening)
@@ -1291,9 +1309,10 @@ void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out)
 	metrics_sample_uint(out, "s3o_notification_build_info", l, 1, 1);
 
 	metrics_header(out, "s3o_notification_db_connected",
-		       "1 while both database connections are up, else 0.", "gauge");
+		       "1 while the database connections are up, else 0.", "gauge");
 	metrics_sample_uint(out, "s3o_notification_db_connected", NULL, 0,
-			    pgconn_is_up(d->work) && pgconn_is_up(d->listen));
+			    pgconn_is_up(d->work) && pgconn_is_up(d->settle) &&
+				pgconn_is_up(d->listen));
 
 	if (d->stats_valid) {
 		metrics_header(out, "s3o_notification_outbox_depth",
