@@ -766,9 +766,9 @@ static void settle_cb(bool ok, void *arg)
 	} else {
 		/* Sent again once the connection is back: every statement is idempotent. */
 		d->inflight_sent = false;
+		/* An SQL error: back off before trying again. */
 		if (pgconn_is_up(d->settle))
-			pgconn_reconnect(
-			    d->settle); /* an SQL error: back off before trying again */
+			pgconn_reconnect(d->settle);
 	}
 	schedule_kick(d);
 	check_drained(d);
