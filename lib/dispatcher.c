@@ -108,6 +108,10 @@ struct dispatcher {
 
 	bool schema_ok, started, listening;
 	bool want_new, want_retry, claiming, prefer_retry;
+	/* Claims of new events start after this id while they come back full
+	 * (0: from the start); claim_want is what the running claim asked for. */
+	int64_t claim_after;
+	unsigned claim_want;
 	bool busy; /* draining: claims keep returning rows */
 	/* The busy lock (sql/004), held on the listen connection while busy:
 	 * producers then skip pg_notify(). */
@@ -604,10 +608,23 @@ static void claim_new_cb(PGresult *res, void *arg)
 		return;
 	}
 	int n = PQntuples(res);
+	/* A full batch: the next claim starts after it. Anything else: from
+	 * the start again, where rows may have become free (released leases,
+	 * late commits of ids below the last one claimed). */
+	bool from_start = d->claim_after == 0;
+	d->claim_after = 0;
+	if (n > 0 && (unsigned)n >= d->claim_want)
+		for (int i = 0; i < n; i++) {
+			int64_t id = strtoll(PQgetvalue(res, i, STORE_COL_ID), NULL, 10);
+			if (id > d->claim_after)
+				d->claim_after = id;
+		}
 	if (n > 0 && !d->stopping) {
 		/* Rows keep coming: claim again without waiting for a wake-up. */
 		d->want_new = true;
 		mark_busy(d);
+	} else if (!from_start && !d->stopping) {
+		d->want_new = true; /* once more, from the start */
 	} else {
 		/* A notification that came while this claim ran may be for a row
 		 * its snapshot could not see: claim again for it. */
@@ -688,7 +705,9 @@ static bool claim_new(struct dispatcher *d)
 	/* Set first: a connection lost while sending calls the callback at once. */
 	d->claiming = true;
 	d->claim_notifies = d->notifies;
-	if (store_claim_new(d->work, want, d->cfg->lease_ms, claim_new_cb, d) != 0) {
+	d->claim_want = want;
+	if (store_claim_new(d->work, want, d->claim_after, d->cfg->lease_ms, claim_new_cb, d) !=
+	    0) {
 		d->claiming = false;
 		return false;
 	}
@@ -895,6 +914,7 @@ static void work_down_cb(void *arg)
 {
 	struct dispatcher *d = arg;
 	d->schema_ok = false;
+	d->claim_after = 0;
 	mark_idle(d); /* no claims until it is back */
 }
 
@@ -968,6 +988,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct dispatcher *d = arg;
 	d->want_new = d->want_retry = true;
+	d->claim_after = 0;
 	d->wakeups[WAKE_SWEEP]++;
 	if (pgconn_is_up(d->work) && d->schema_ok) {
 		if (store_cleanup(d->work, ignore_result_cb, d) != 0 ||

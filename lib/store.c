@@ -9,9 +9,12 @@
 
 static const char SQL_SCHEMA_VERSION[] = "SELECT max(version) FROM notification_schema_version";
 
+/* $3: start after this id. The rows at the head of the index are the ones
+ * just claimed and still in flight: walking over them (a heap fetch each) at
+ * every claim made the claims of a 1M backlog cost twice those of 100k. */
 static const char SQL_CLAIM_NEW[] =
     "WITH c AS (SELECT id FROM notification_outbox"
-    " WHERE NOT fanned_out AND (lease_until IS NULL OR lease_until < now())"
+    " WHERE NOT fanned_out AND id > $3 AND (lease_until IS NULL OR lease_until < now())"
     " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
     " UPDATE notification_outbox o"
     " SET lease_until = now() + $2 * interval '1 millisecond', claim_token = gen_random_uuid()"
@@ -415,14 +418,15 @@ int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
 	return pgconn_query(c, SQL_SCHEMA_VERSION, 0, NULL, cb, arg);
 }
 
-int store_claim_new(struct pgconn *c, unsigned limit, uint64_t lease_ms, pgconn_result_cb cb,
-		    void *arg)
+int store_claim_new(struct pgconn *c, unsigned limit, int64_t after_id, uint64_t lease_ms,
+		    pgconn_result_cb cb, void *arg)
 {
-	char lim[16], lease[24];
+	char lim[16], lease[24], after[24];
 	snprintf(lim, sizeof(lim), "%u", limit);
 	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
-	const char *v[] = {lim, lease};
-	return pgconn_query(c, SQL_CLAIM_NEW, 2, v, cb, arg);
+	snprintf(after, sizeof(after), "%" PRId64, after_id);
+	const char *v[] = {lim, lease, after};
+	return pgconn_query(c, SQL_CLAIM_NEW, 3, v, cb, arg);
 }
 
 static const char *names_array(struct arr *a, const char *const *names, size_t n)

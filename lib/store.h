@@ -32,9 +32,9 @@ enum store_col {
  * version table is missing). */
 int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));
-/* Lease up to limit new events for lease_ms. */
-int store_claim_new(struct pgconn *c, unsigned limit, uint64_t lease_ms, pgconn_result_cb cb,
-		    void *arg) __attribute__((warn_unused_result));
+/* Lease up to limit new events with an id above after_id for lease_ms. */
+int store_claim_new(struct pgconn *c, unsigned limit, int64_t after_id, uint64_t lease_ms,
+		    pgconn_result_cb cb, void *arg) __attribute__((warn_unused_result));
 /* Lease due retries: up to limits[i] rows for endpoints[i]. */
 int store_claim_retries(struct pgconn *c, const char *const *endpoints, const unsigned *limits,
 			size_t n, uint64_t lease_ms, pgconn_result_cb cb, void *arg)
