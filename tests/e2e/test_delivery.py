@@ -173,6 +173,28 @@ def test_backlog_larger_than_in_flight(ctx):
     check_eq(100, r.count("/sink"), "requests (no duplicates)")
 
 
+def test_late_commit_below_the_claim_cursor(ctx):
+    """Claims start after the last full batch. An event whose transaction
+    took its id early and commits while the daemon drains later ids lies
+    below that point: it must still arrive with the drain, not with the
+    next sweep (60 s here)."""
+    r = ctx.receiver()
+    cfg = make_config([("sink", {"url": r.url("/sink"), "events": "*"})], sweep_interval="60s", max_in_flight=4, batch_size=8)
+    ctx.daemon(cfg).start()
+    s = ctx.session()
+    s.execute("BEGIN")
+    late = s.execute("INSERT INTO notification_outbox (event_type, subject) VALUES ('test.late', 'late') RETURNING event_id")[0]
+    ids = ctx.db.insert_many(300, subject_prefix="after/")
+    r.wait_count(40, "/sink", timeout=10)
+    s.execute("COMMIT")
+    t0 = time.monotonic()
+    check(len(r.ids("/sink")) < len(ids), "the late event commits while the drain is under way", "< 300 delivered at its commit", len(r.ids("/sink")))
+    r.wait_ids(ids + [late], "/sink", timeout=20)
+    print("the late event arrived %.2f s after its commit" % (time.monotonic() - t0))
+    wait_drained(ctx)
+    check_eq(301, r.count("/sink"), "requests (no duplicates)")
+
+
 def test_rollback_delivers_nothing(ctx):
     r = ctx.receiver()
     cfg = make_config([("sink", {"url": r.url("/sink"), "events": "*"})], sweep_interval="60s")
@@ -221,6 +243,7 @@ if __name__ == "__main__":
             test_wakeup_latency,
             test_backlog_at_start,
             test_backlog_larger_than_in_flight,
+            test_late_commit_below_the_claim_cursor,
             test_rollback_delivers_nothing,
             test_one_mib_payload,
         ]
