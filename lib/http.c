@@ -8,6 +8,8 @@
 
 #include <event2/event_struct.h>
 
+#include "http1.h"
+
 struct http_xfer {
 	struct http_xfer *next, *prev; /* in the active list, or next in the free list */
 	struct http *h;
@@ -31,7 +33,8 @@ struct http_sock {
 
 struct http {
 	struct event_base *base;
-	CURLM *multi;
+	struct http1 *plain; /* http:// at an IP address */
+	CURLM *multi;	     /* the rest */
 	struct event *timer;
 	struct http_xfer *free_list; /* finished transfers, easy handles kept for reuse */
 	struct http_xfer *active_list;
@@ -188,9 +191,10 @@ struct http *http_new(struct event_base *base, unsigned max_connections)
 	if (!h)
 		return NULL;
 	h->base = base;
+	h->plain = http1_new(base, max_connections);
 	h->multi = curl_multi_init();
 	h->timer = evtimer_new(base, timer_event_cb, h);
-	if (!h->multi || !h->timer) {
+	if (!h->plain || !h->multi || !h->timer) {
 		http_free(h);
 		return NULL;
 	}
@@ -207,6 +211,7 @@ void http_free(struct http *h)
 {
 	if (!h)
 		return;
+	http1_free(h->plain);
 	/* Running transfers are abandoned: remove them before the multi goes. */
 	while (h->active_list)
 		xfer_release(h, h->active_list);
@@ -244,6 +249,8 @@ static struct http_xfer *xfer_get(struct http *h)
 
 int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
 {
+	if (http1_takes(h->plain, req->url))
+		return http1_post(h->plain, req, cb, arg);
 	struct http_xfer *x = xfer_get(h);
 	if (!x)
 		return -1;

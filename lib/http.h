@@ -1,4 +1,5 @@
-/* http: concurrent POSTs with libcurl multi, driven by a libevent loop.
+/* http: concurrent POSTs driven by a libevent loop: through http1 for
+ * http:// URLs at an IP address, with libcurl multi for the rest.
  * http_new() binds to an event_base; http_free() cancels what is running
  * (without callbacks) and must run before the event_base is freed. The
  * request's url, body and headers must stay valid until its callback. */

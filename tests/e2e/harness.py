@@ -136,7 +136,8 @@ class Behaviour:
     """How a path answers. A script (list of actions) is consumed first, one
     action per request, then the default applies. An action is an int (a
     status) or a dict with keys status, headers, delay, mode
-    ('respond' | 'hang' | 'reset')."""
+    ('respond' | 'hang' | 'reset' | 'respond_close': answer, then close the
+    connection without saying so in a Connection header)."""
 
     def __init__(self, status=200, headers=None, delay=0.0, mode="respond"):
         self.default = {"status": status, "headers": headers or {}, "delay": delay, "mode": mode}
@@ -315,6 +316,8 @@ class Receiver:
             h.wfile.flush()
         except OSError:
             h.close_connection = True
+        if mode == "respond_close":
+            self._abort(h, linger=False)
 
     @staticmethod
     def _abort(h, linger):

@@ -1,5 +1,6 @@
 """Faults: SIGTERM and SIGKILL mid-delivery, lost database connections,
-connection resets by the endpoint, a database without the schema."""
+connection resets by the endpoint, keep-alive connections the endpoint
+closes, a database without the schema."""
 
 import collections
 import os
@@ -183,8 +184,9 @@ def test_connection_reset_by_endpoint(ctx):
     r.set("/reset", 200)
     r.wait_count(1, "/reset", ok=True, timeout=5)
     outcomes = [q.outcome for q in r.all("/reset")]
-    # libcurl may itself retry once on a fresh connection when a reused one
-    # is reset, so one attempt can be two requests: check the shape only.
+    # The client sends a request again, once, on a fresh connection when a
+    # reused one is reset, so one attempt can be two requests: check the
+    # shape only.
     check(
         outcomes[-1] == 200 and len(outcomes) >= 3 and all(o == "reset" for o in outcomes[:-1]),
         "requests on /reset: resets, then the success once it stops resetting",
@@ -195,6 +197,29 @@ def test_connection_reset_by_endpoint(ctx):
     wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 5, "an empty queue")
     check_eq(1, r.count("/ok"), "deliveries to the healthy endpoint")
     check_eq([], audit_lines(d), "audit lines (nothing dropped)")
+
+
+def test_endpoint_closes_keep_alive_connections(ctx):
+    """The endpoint answers 200, then closes the connection without a
+    Connection: close header, as servers with a short keep-alive timeout do.
+    A request that then meets a closed connection goes again on a fresh one:
+    every event arrives once, and no attempt counts as failed."""
+    r = ctx.receiver()
+    r.set("/closing", mode="respond_close")
+    cfg = make_config([("closing", {"url": r.url("/closing"), "events": "*", "backoff_max": "1s"})], max_in_flight=4)
+    d = ctx.daemon(cfg).start()
+    ids = []
+    for burst in range(20):
+        ids += ctx.db.insert_many(10, subject_prefix="close%d/" % burst)
+        time.sleep(0.02)
+    r.wait_ids(ids, "/closing", timeout=30)
+    wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 5, "an empty queue")
+    got = r.all("/closing")
+    failed = [x.get("message") for x in d.log() if "failed" in str(x.get("message"))]
+    resent = [x.get("message") for x in d.log() if "fresh connection" in str(x.get("message"))]
+    print("%d events, %d requests, %d sent again on a fresh connection, failed attempts: %s" % (len(ids), len(got), len(resent), failed[:3]))
+    check_eq(len(ids), len(got), "requests (each event once)")
+    check_eq([], failed, "failed attempts logged")
 
 
 def _refuses(ctx, db, label):
@@ -235,6 +260,7 @@ if __name__ == "__main__":
             test_sigkill_crash_then_restart,
             test_terminate_backends_reconnect,
             test_connection_reset_by_endpoint,
+            test_endpoint_closes_keep_alive_connections,
             test_refuses_without_schema,
         ]
     )

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Build one libFuzzer target with clang (the main build uses gcc) and fuzz it.
 #   tests/fuzz/run.sh TARGET SECONDS [WORKDIR]
-# TARGET is fuzz_config, fuzz_pattern, fuzz_retry_after or fuzz_envelope. The
-# committed corpus (tests/fuzz/corpus/TARGET) is copied to WORKDIR first, so what
-# libFuzzer adds never dirties the repository; every committed input is run
-# before fuzzing starts. SECONDS 0 runs the corpus once and stops. Exits non-zero
-# on a crash, a leak, a failed check, a timeout or an out-of-memory; the input is
-# saved under WORKDIR/TARGET/artifacts and the command to replay it is printed.
+# TARGET is fuzz_config, fuzz_pattern, fuzz_retry_after, fuzz_envelope or
+# fuzz_http_response. The committed corpus (tests/fuzz/corpus/TARGET) is copied
+# to WORKDIR first, so what libFuzzer adds never dirties the repository; every
+# committed input is run before fuzzing starts. SECONDS 0 runs the corpus once
+# and stops. Exits non-zero on a crash, a leak, a failed check, a timeout or an
+# out-of-memory; the input is saved under WORKDIR/TARGET/artifacts and the
+# command to replay it is printed.
 set -eu
 if [ $# -lt 2 ]; then
 	echo "usage: $0 TARGET SECONDS [WORKDIR]" >&2
@@ -24,6 +25,7 @@ fuzz_config) srcs="lib/config.c lib/log.c" pkgs="inih libpq" ;;
 fuzz_pattern) srcs="lib/pattern.c" pkgs="" ;;
 fuzz_retry_after) srcs="lib/backoff.c" pkgs="" ;;
 fuzz_envelope) srcs="lib/event.c" pkgs="libcjson" ;;
+fuzz_http_response) srcs="lib/http_response.c" pkgs="" ;;
 *)
 	echo "$0: unknown target $target" >&2
 	exit 2

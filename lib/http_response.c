@@ -1,0 +1,391 @@
+#include "http_response.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Longest line kept; the rest of a longer one is skipped (only the status
+ * line and a few headers are read, and their values are short). */
+#define HTTP_RESPONSE_LINE_MAX 256
+/* Status line, headers and trailers together, 1xx responses included. */
+#define HTTP_RESPONSE_HEAD_MAX (64 * 1024)
+#define HTTP_RESPONSE_SIZE_MAX (UINT64_C(1) << 62)
+
+enum step {
+	S_STATUS,
+	S_HEADER,
+	S_BODY_LENGTH,
+	S_CHUNK_SIZE,
+	S_CHUNK_DATA,
+	S_CHUNK_END,
+	S_TRAILER,
+	S_BODY_EOF,
+	S_DONE,
+	S_ERROR,
+};
+
+struct http_response {
+	enum step step;
+	long status;
+	bool started, http10, keep_alive_token, close_token, chunked, other_coding, has_length;
+	uint64_t length, remaining;
+	size_t head_bytes;
+	char line[HTTP_RESPONSE_LINE_MAX];
+	size_t line_len;
+	bool line_long;
+	char retry_after[64];
+	bool has_retry_after;
+	const char *error;
+};
+
+struct http_response *http_response_new(void)
+{
+	struct http_response *r = malloc(sizeof(*r));
+	if (r)
+		http_response_reset(r);
+	return r;
+}
+
+void http_response_free(struct http_response *r)
+{
+	free(r);
+}
+
+static void reset_head(struct http_response *r)
+{
+	r->status = 0;
+	r->http10 = r->keep_alive_token = r->close_token = false;
+	r->chunked = r->other_coding = r->has_length = false;
+	r->length = r->remaining = 0;
+	r->has_retry_after = false;
+	r->line_len = 0;
+	r->line_long = false;
+}
+
+void http_response_reset(struct http_response *r)
+{
+	reset_head(r);
+	r->step = S_STATUS;
+	r->started = false;
+	r->head_bytes = 0;
+	r->error = NULL;
+}
+
+static void fail(struct http_response *r, const char *why)
+{
+	r->step = S_ERROR;
+	r->error = why;
+}
+
+/* Collect one line into r->line (LF and a CR before it removed). Returns the
+ * bytes used; *done when the line is complete. */
+static size_t take_line(struct http_response *r, const char *buf, size_t len, bool head, bool *done)
+{
+	const char *lf = memchr(buf, '\n', len);
+	size_t n = lf ? (size_t)(lf - buf) : len;
+	size_t room = sizeof(r->line) - 1 - r->line_len;
+	size_t keep = n < room ? n : room;
+	memcpy(r->line + r->line_len, buf, keep);
+	r->line_len += keep;
+	if (keep < n)
+		r->line_long = true;
+	size_t used = lf ? n + 1 : n;
+	if (head) {
+		r->head_bytes += used;
+		if (r->head_bytes > HTTP_RESPONSE_HEAD_MAX) {
+			fail(r, "response header section over 64 KiB");
+			*done = false;
+			return used;
+		}
+	}
+	*done = lf != NULL;
+	if (*done) {
+		if (r->line_len > 0 && r->line[r->line_len - 1] == '\r' && !r->line_long)
+			r->line_len--;
+		r->line[r->line_len] = '\0';
+	}
+	return used;
+}
+
+static void next_line(struct http_response *r)
+{
+	r->line_len = 0;
+	r->line_long = false;
+}
+
+static bool is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* The value of a header line, trimmed; its length in *n. */
+static const char *trim(const char *s, const char *end, size_t *n)
+{
+	while (s < end && is_ows(*s))
+		s++;
+	while (end > s && is_ows(end[-1]))
+		end--;
+	*n = (size_t)(end - s);
+	return s;
+}
+
+static bool token_eq(const char *s, size_t n, const char *token)
+{
+	return strlen(token) == n && strncasecmp(s, token, n) == 0;
+}
+
+/* "HTTP/1.x NNN[ reason]" */
+static void parse_status(struct http_response *r)
+{
+	const char *l = r->line;
+	if (strncmp(l, "HTTP/1.", 7) != 0 || l[7] < '0' || l[7] > '9' || l[8] != ' ') {
+		fail(r, "not an HTTP/1.x status line");
+		return;
+	}
+	r->http10 = l[7] == '0';
+	const char *c = l + 9;
+	if (c[0] < '1' || c[0] > '5' || c[1] < '0' || c[1] > '9' || c[2] < '0' || c[2] > '9' ||
+	    (c[3] != '\0' && c[3] != ' ')) {
+		fail(r, "bad status code in the status line");
+		return;
+	}
+	r->status = (c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0');
+	r->step = S_HEADER;
+}
+
+static void header_content_length(struct http_response *r, const char *v, size_t n)
+{
+	uint64_t x = 0;
+	if (n == 0 || n > 18 || r->line_long) {
+		fail(r, "bad Content-Length");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9') {
+			fail(r, "bad Content-Length");
+			return;
+		}
+		x = x * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (r->has_length && r->length != x) {
+		fail(r, "conflicting Content-Length headers");
+		return;
+	}
+	r->has_length = true;
+	r->length = x;
+}
+
+/* Comma-separated tokens: the last transfer coding, or the connection options. */
+static void header_tokens(struct http_response *r, const char *v, size_t n, bool coding)
+{
+	const char *end = v + n;
+	while (v < end) {
+		const char *comma = memchr(v, ',', (size_t)(end - v));
+		const char *stop = comma ? comma : end;
+		size_t tn;
+		const char *t = trim(v, stop, &tn);
+		if (coding) {
+			r->chunked = token_eq(t, tn, "chunked");
+			r->other_coding = !r->chunked;
+		} else if (token_eq(t, tn, "close")) {
+			r->close_token = true;
+		} else if (token_eq(t, tn, "keep-alive")) {
+			r->keep_alive_token = true;
+		}
+		v = comma ? comma + 1 : end;
+	}
+}
+
+static void end_of_head(struct http_response *r)
+{
+	if (r->status == 101) {
+		fail(r, "unexpected 101 Switching Protocols");
+	} else if (r->status < 200) { /* 100 Continue and the like: the real one follows */
+		reset_head(r);
+		r->step = S_STATUS;
+	} else if (r->status == 204 || r->status == 304) {
+		r->step = S_DONE;
+	} else if (r->chunked) {
+		r->step = S_CHUNK_SIZE;
+	} else if (r->other_coding || !r->has_length) {
+		r->step = S_BODY_EOF;
+	} else {
+		r->remaining = r->length;
+		r->step = r->length ? S_BODY_LENGTH : S_DONE;
+	}
+}
+
+static void parse_header(struct http_response *r)
+{
+	const char *l = r->line;
+	if (r->line_len == 0) {
+		end_of_head(r);
+		return;
+	}
+	if (is_ows(l[0])) /* an obsolete folded continuation: nothing we read */
+		return;
+	const char *colon = memchr(l, ':', r->line_len);
+	if (!colon) {
+		fail(r, "malformed header line");
+		return;
+	}
+	size_t nn, vn;
+	const char *name = trim(l, colon, &nn);
+	const char *v = trim(colon + 1, l + r->line_len, &vn);
+	if (token_eq(name, nn, "content-length")) {
+		header_content_length(r, v, vn);
+	} else if (token_eq(name, nn, "transfer-encoding")) {
+		if (r->line_long)
+			fail(r, "Transfer-Encoding header too long");
+		else
+			header_tokens(r, v, vn, true);
+	} else if (token_eq(name, nn, "connection")) {
+		header_tokens(r, v, vn, false);
+	} else if (token_eq(name, nn, "retry-after") && !r->line_long &&
+		   vn < sizeof(r->retry_after)) {
+		memcpy(r->retry_after, v, vn);
+		r->retry_after[vn] = '\0';
+		r->has_retry_after = true;
+	}
+}
+
+/* "HEX[ ][;extensions]" */
+static void parse_chunk_size(struct http_response *r)
+{
+	const char *p = r->line;
+	uint64_t x = 0;
+	size_t digits = 0;
+	for (;; p++, digits++) {
+		int d;
+		if (*p >= '0' && *p <= '9')
+			d = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			d = *p - 'a' + 10;
+		else if (*p >= 'A' && *p <= 'F')
+			d = *p - 'A' + 10;
+		else
+			break;
+		x = x * 16 + (uint64_t)d;
+		if (x > HTTP_RESPONSE_SIZE_MAX) {
+			fail(r, "chunk size too large");
+			return;
+		}
+	}
+	while (is_ows(*p))
+		p++;
+	if (digits == 0 || (*p != '\0' && *p != ';')) {
+		fail(r, "bad chunk size line");
+		return;
+	}
+	r->remaining = x;
+	r->step = x ? S_CHUNK_DATA : S_TRAILER;
+}
+
+static size_t skip_body(struct http_response *r, size_t len, enum step after)
+{
+	size_t n = r->remaining < len ? (size_t)r->remaining : len;
+	r->remaining -= n;
+	if (r->remaining == 0)
+		r->step = after;
+	return n;
+}
+
+size_t http_response_feed(struct http_response *r, const char *buf, size_t len)
+{
+	size_t used = 0;
+	if (len > 0 && r->step != S_DONE && r->step != S_ERROR)
+		r->started = true;
+	while (used < len && r->step != S_DONE && r->step != S_ERROR) {
+		const char *p = buf + used;
+		size_t n = len - used;
+		bool line = false;
+		switch (r->step) {
+		case S_STATUS:
+		case S_HEADER:
+		case S_TRAILER:
+			used += take_line(r, p, n, true, &line);
+			if (!line)
+				break;
+			if (r->step == S_STATUS)
+				parse_status(r);
+			else if (r->step == S_HEADER)
+				parse_header(r);
+			else if (r->line_len == 0)
+				r->step = S_DONE;
+			next_line(r);
+			break;
+		case S_CHUNK_SIZE:
+		case S_CHUNK_END:
+			used += take_line(r, p, n, false, &line);
+			if (!line)
+				break;
+			if (r->step == S_CHUNK_SIZE)
+				parse_chunk_size(r);
+			else if (r->line_len == 0)
+				r->step = S_CHUNK_SIZE;
+			else
+				fail(r, "chunk data longer than its size");
+			next_line(r);
+			break;
+		case S_BODY_LENGTH:
+			used += skip_body(r, n, S_DONE);
+			break;
+		case S_CHUNK_DATA:
+			used += skip_body(r, n, S_CHUNK_END);
+			break;
+		case S_BODY_EOF:
+			used = len;
+			break;
+		case S_DONE:
+		case S_ERROR:
+			break;
+		}
+	}
+	return used;
+}
+
+void http_response_eof(struct http_response *r)
+{
+	if (r->step == S_BODY_EOF)
+		r->step = S_DONE;
+	else if (r->step != S_DONE && r->step != S_ERROR)
+		fail(r, r->started ? "connection closed before the response was complete"
+				   : "empty reply from server");
+}
+
+enum http_response_state http_response_state(const struct http_response *r)
+{
+	if (r->step == S_DONE)
+		return HTTP_RESPONSE_DONE;
+	return r->step == S_ERROR ? HTTP_RESPONSE_ERROR : HTTP_RESPONSE_MORE;
+}
+
+long http_response_status(const struct http_response *r)
+{
+	return r->status;
+}
+
+const char *http_response_retry_after(const struct http_response *r)
+{
+	return r->has_retry_after ? r->retry_after : NULL;
+}
+
+bool http_response_keep_alive(const struct http_response *r)
+{
+	if (r->step != S_DONE || r->other_coding || (r->chunked && r->has_length))
+		return false;
+	if (!r->chunked && !r->has_length && r->status != 204 && r->status != 304)
+		return false; /* the body ran to the close */
+	return r->http10 ? r->keep_alive_token && !r->close_token : !r->close_token;
+}
+
+bool http_response_started(const struct http_response *r)
+{
+	return r->started;
+}
+
+const char *http_response_error(const struct http_response *r)
+{
+	return r->error;
+}
