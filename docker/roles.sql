@@ -1,6 +1,7 @@
 -- The dispatcher's role for docker/compose.yaml, with exactly the grants the
--- headers of sql/001_outbox.sql to sql/004_busy_lock.sql list for s3o-notifyd. Applied by the migrate
--- service after the migrations, as a DBA would:
+-- headers of sql/001_outbox.sql to sql/005_outbox_fillfactor.sql list for
+-- s3o-notifyd. Applied by the migrate service after the migrations, as a DBA
+-- would:
 --
 --     psql -v ON_ERROR_STOP=1 -v password="$S3O_DB_PASSWORD" -f roles.sql
 --

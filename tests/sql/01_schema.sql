@@ -52,9 +52,9 @@ SELECT is((SELECT pg_get_constraintdef(oid) FROM pg_constraint
 	      AND conname = 'event_type_must_be_1_to_255_chars_without_whitespace'),
 	  $$CHECK ((((length(event_type) >= 1) AND (length(event_type) <= 255)) AND (event_type !~ '[[:space:]]'::text)))$$,
 	  'the event_type check is the cheap one of 003, not a bounded regex');
-SELECT ok((SELECT reloptions @> ARRAY['fillfactor=80'] FROM pg_class
+SELECT ok((SELECT reloptions @> ARRAY['fillfactor=50'] FROM pg_class
 	    WHERE oid = 'notification_outbox'::regclass),
-	  'notification_outbox has fillfactor 80 for HOT lease updates');
+	  'notification_outbox has fillfactor 50 (005): every claim is a HOT update');
 
 -- notification_delivery
 SELECT columns_are('notification_delivery', ARRAY['outbox_id', 'endpoint', 'attempts', 'due_at',
@@ -75,8 +75,8 @@ SELECT col_is_null('notification_delivery', 'lease_until');
 -- notification_schema_version
 SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
 SELECT col_is_pk('notification_schema_version', 'version');
-SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3, 4],
-		  'notification_schema_version holds exactly versions 1 to 4');
+SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3, 4, 5],
+		  'notification_schema_version holds exactly versions 1 to 5');
 
 -- indexes
 SELECT indexes_are('notification_outbox',
