@@ -276,8 +276,8 @@ static bool claim_held(const struct job *j, const struct dispatcher *d)
 	return !j->lost && now_ms() - j->leased_ms < d->cfg->lease_ms;
 }
 
-/* Asked by curl at the last moment: a process frozen between starting a
- * POST and writing it must not send it once it wakes. */
+/* Asked by the HTTP client at the last moment: a process frozen between
+ * starting a POST and writing it must not send it once it wakes. */
 static bool may_send_cb(void *arg)
 {
 	const struct delivery *dl = arg;
@@ -1225,7 +1225,7 @@ void dispatcher_free(struct dispatcher *d)
 {
 	if (!d)
 		return;
-	/* curl first: its transfers point into the jobs. */
+	/* HTTP first: its transfers point into the jobs. */
 	http_free(d->http);
 	while (d->jobs) {
 		struct job *j = d->jobs;
