@@ -169,6 +169,10 @@ class _Server(http.server.ThreadingHTTPServer):
         pass
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "e2e-receiver/1"
@@ -190,22 +194,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self, port=0):
+    def __init__(self, port=0, host="127.0.0.1"):
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.requests = []
         self.behaviours = {}
         self.stop_event = threading.Event()
         self._conn_ids = {}
-        self.server = _Server(("127.0.0.1", port), _Handler)
+        self.host = host
+        self.server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self.server.receiver = self
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         _live_receivers.append(self)
 
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+    def url(self, path, host=None):
+        """http://HOST:PORT/path; host (a name for this address, say) defaults to the bound address."""
+        host = host or self.host
+        return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, self.port, path)
 
     # behaviour control -------------------------------------------------
     def set(self, path, status=200, headers=None, delay=0.0, mode="respond"):
@@ -289,6 +296,7 @@ class Receiver:
             beh = self.behaviours.get(path) or self.behaviours.get("*") or Behaviour()
             action = beh.next_action()
             req = Request(h.command, path, list(h.headers.items()), body, cid, action)
+            req.target = h.path  # as sent: path and query
             self.requests.append(req)
             self.cond.notify_all()
         mode = action.get("mode", "respond")
@@ -827,9 +835,9 @@ class Ctx:
         self.sessions = []
         self.version = None
 
-    def receiver(self, port=0):
-        """A Receiver on 127.0.0.1, on port (0 = any free port)."""
-        r = Receiver(port)
+    def receiver(self, port=0, host="127.0.0.1"):
+        """A Receiver on host (127.0.0.1, or ::1), on port (0 = any free port)."""
+        r = Receiver(port, host)
         self.receivers.append(r)
         return r
 

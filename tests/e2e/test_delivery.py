@@ -136,6 +136,43 @@ def test_wakeup_latency(ctx):
     check_eq(20, r.count("/fast"), "requests (no duplicates)")
 
 
+def test_both_http_clients_send_the_same_request(ctx):
+    """An http:// URL at an IP address goes through the daemon's own HTTP/1.1
+    client, IPv4 and IPv6; a host name goes through libcurl. The receiver
+    must not be able to tell them apart: same request line (the query kept),
+    the right Host, the same headers, body and signature."""
+    r4 = ctx.receiver()
+    receivers = {"ip4": r4, "name": r4}
+    hosts = {"ip4": "127.0.0.1:%d" % r4.port, "name": "localhost:%d" % r4.port}
+    try:
+        receivers["ip6"] = ctx.receiver(host="::1")
+        hosts["ip6"] = "[::1]:%d" % receivers["ip6"].port
+    except OSError as e:
+        print("no IPv6 loopback here (%s): the IPv6 case is left out" % e)
+    query = "?token=a%20b&x=1"
+    eps = [(name, rcv.url("/" + name + query, host="localhost" if name == "name" else None)) for name, rcv in receivers.items()]
+    cfg = make_config([(name, {"url": url, "events": "*", "secret": SECRET}) for name, url in eps])
+    ctx.daemon(cfg).start()
+    rows = ctx.db.insert([{"event_type": "s3:ObjectCreated:Put", "subject": "k/%d" % i, "data": {"n": i}} for i in range(20)])
+    for name, rcv in receivers.items():
+        rcv.wait_count(len(rows), "/" + name, timeout=15)
+    wait_drained(ctx)
+    shapes, bodies = {}, {}
+    for name, rcv in receivers.items():
+        reqs = rcv.all("/" + name)
+        check_eq(sorted(row["event_id"] for row in rows), sorted(q.event_id for q in reqs), "%s: every event once" % name)
+        for q in reqs:
+            check_eq("/" + name + query, q.target, "%s: request target" % name)
+            check_eq(hosts[name], q.header("Host"), "%s: Host" % name)
+            check(verify_signature(SECRET, q.body, q.header("X-Signature-256")), "%s: signature" % name, "valid", q.header("X-Signature-256"))
+        shapes[name] = sorted((k.lower(), v) for k, v in reqs[0].headers if k.lower() not in ("host", "x-signature-256", "content-length"))
+        bodies[name] = {q.event_id: q.body for q in reqs}
+    print("headers (besides Host, X-Signature-256, Content-Length): %s" % shapes["ip4"])
+    for name in receivers:
+        check_eq(shapes["name"], shapes[name], "headers of %s against libcurl's (name)" % name)
+        check_eq(bodies["name"], bodies[name], "bodies of %s against libcurl's (name)" % name)
+
+
 def test_backlog_at_start(ctx):
     r = ctx.receiver()
     ids = ctx.db.insert_many(40, subject_prefix="backlog/")
@@ -240,6 +277,7 @@ if __name__ == "__main__":
     run(
         [
             test_envelope_and_signature,
+            test_both_http_clients_send_the_same_request,
             test_wakeup_latency,
             test_backlog_at_start,
             test_backlog_larger_than_in_flight,
