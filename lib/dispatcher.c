@@ -1213,6 +1213,11 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
+	for (size_t i = 0; i < d->neps; i++) /* the name only: a URL may hold a password */
+		log_info("endpoint %s: POSTs through %s", d->eps[i].cfg->name,
+			 http_builtin(d->http, d->eps[i].cfg->url)
+			     ? "the built-in HTTP/1.1 client"
+			     : "libcurl (https, a host name, a user in the URL, or a proxy)");
 	for (size_t i = 0; i < d->neps; i++)
 		if (histogram_init(&d->eps[i].duration, duration_bounds,
 				   sizeof(duration_bounds) / sizeof(duration_bounds[0])) != 0)

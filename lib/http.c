@@ -247,9 +247,14 @@ static struct http_xfer *xfer_get(struct http *h)
 	return x;
 }
 
+bool http_builtin(struct http *h, const char *url)
+{
+	return http1_takes(h->plain, url);
+}
+
 int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
 {
-	if (http1_takes(h->plain, req->url))
+	if (http_builtin(h, req->url))
 		return http1_post(h->plain, req, cb, arg);
 	struct http_xfer *x = xfer_get(h);
 	if (!x)

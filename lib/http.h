@@ -46,4 +46,8 @@ void http_free(struct http *h);
 int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
+/* Whether POSTs to url go through the built-in HTTP/1.1 client (http1.h)
+ * rather than libcurl. */
+bool http_builtin(struct http *h, const char *url);
+
 #endif

@@ -152,7 +152,10 @@ def test_both_http_clients_send_the_same_request(ctx):
     query = "?token=a%20b&x=1"
     eps = [(name, rcv.url("/" + name + query, host="localhost" if name == "name" else None)) for name, rcv in receivers.items()]
     cfg = make_config([(name, {"url": url, "events": "*", "secret": SECRET}) for name, url in eps])
-    ctx.daemon(cfg).start()
+    d = ctx.daemon(cfg).start()
+    clients = sorted(x["message"] for x in d.log() if str(x.get("message")).startswith("endpoint "))
+    builtin = ["endpoint %s: POSTs through the built-in HTTP/1.1 client" % name for name in receivers if name != "name"]
+    check_eq(sorted(builtin + ["endpoint name: POSTs through libcurl (https, a host name, a user in the URL, or a proxy)"]), clients, "which client each endpoint uses (startup log)")
     rows = ctx.db.insert([{"event_type": "s3:ObjectCreated:Put", "subject": "k/%d" % i, "data": {"n": i}} for i in range(20)])
     for name, rcv in receivers.items():
         rcv.wait_count(len(rows), "/" + name, timeout=15)
