@@ -489,7 +489,7 @@ def test_garbage_not_http(ctx):
         check(verify_signature(SECRET, r["body"], r["headers"].get("x-signature-256")), "signature on /hello", "valid", r["headers"].get("x-signature-256"))
     errors = sorted(set(f["error"] for f in failed_lines(d, "random") + failed_lines(d, "hello")))
     print("errors of the garbage answers: %s" % errors)
-    check(errors and not any(re.match(r"HTTP \d+$", e) for e in errors), "garbage is not read as an HTTP status", "curl errors", errors)
+    check(errors and not any(re.match(r"HTTP \d+$", e) for e in errors), "garbage is not read as an HTTP status", "transport errors", errors)
     check_eq([], audits_for(d, "hello"), "audit lines for /hello")
     check_counts(admin, {"random": {"delivered": 0, "failed": 9, "dropped": 3}, "hello": {"delivered": 3, "failed": 3, "dropped": 0}})
 

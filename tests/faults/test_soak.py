@@ -66,7 +66,7 @@ def _tcp_table():
 
 def proc_sample(pid, pool_port):
     """(VmRSS in bytes, open descriptors, of them the ESTABLISHED
-    connections to pool_port: libcurl's connection cache)."""
+    connections to pool_port: the kept-alive HTTP connections)."""
     rss = None
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -267,8 +267,9 @@ def test_soak(ctx):
         "growth < %.0f %% or < %d MiB" % (RSS_GROWTH_REL * 100, RSS_GROWTH_ABS // 1048576),
         "%.1f MiB -> %.1f MiB (%+.1f MiB, %+.1f %%)" % (rss1 / 1048576.0, rss2 / 1048576.0, growth / 1048576.0, 100.0 * growth / rss1),
     )
-    # libcurl keeps up to max_in_flight connections to the endpoints, as
-    # many as the load needed lately: those come and go with the faults.
+    # The HTTP client keeps up to max_in_flight connections to the
+    # endpoints, as many as the load needed lately: those come and go with
+    # the faults.
     # Everything else (database sockets, files, event fds, and connections
     # the peer closed) must not grow.
     check(fd2 - fd1 < FD_GROWTH, "open descriptors of the steady daemon, other than live HTTP connections, stay flat", "growth < %d" % FD_GROWTH, "%.1f -> %.1f" % (fd1, fd2))
