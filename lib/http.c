@@ -254,8 +254,9 @@ bool http_builtin(struct http *h, const char *url)
 
 int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
 {
-	if (http_builtin(h, req->url))
-		return http1_post(h->plain, req, cb, arg);
+	int rc = http1_post(h->plain, req, cb, arg); /* one lookup of the URL */
+	if (rc != 1)
+		return rc;
 	struct http_xfer *x = xfer_get(h);
 	if (!x)
 		return -1;

@@ -601,13 +601,12 @@ int http1_post(struct http1 *c, const struct http_request *req, http_done_cb cb,
 {
 	struct target *t = target_get(c, req->url);
 	if (!t || !t->takes)
-		return -1;
+		return 1;
 	struct conn *k = take_idle(t);
 	bool reused = k != NULL;
 	if (!k && !(k = conn_new(c, t)))
 		return -1;
 	if (build_head(k, req) != 0) {
-		k->state = C_CONNECTING;
 		conn_free(k);
 		return -1;
 	}

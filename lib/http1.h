@@ -27,7 +27,8 @@ void http1_free(struct http1 *c);
  * no user name or password. The answer is kept per URL. */
 bool http1_takes(struct http1 *c, const char *url);
 
-/* As http_post(), for a url that http1_takes(). */
+/* As http_post() (0, or -1 when the request could not start), or 1 when
+ * the url is not one this client takes: send it with libcurl then. */
 int http1_post(struct http1 *c, const struct http_request *req, http_done_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
