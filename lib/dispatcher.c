@@ -22,8 +22,15 @@
 #define DISPATCHER_SETTLE_WAIT_MS 5000 /* at shutdown, after the deliveries */
 #define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
-#define DISPATCHER_BUSY_TRY_MS	  100  /* between attempts at the busy lock (sql/004) */
+#define DISPATCHER_BUSY_TRY_MS	  20   /* after a failed attempt at the busy lock (sql/004) */
 #define DISPATCHER_LAST_CLAIM_MS  100  /* after releasing it: covers producers' commit delay */
+/* Under load (a claim brought back at least PACE_MIN_ROWS rows, yet less
+ * than it asked for) the next claim waits PACE_MS: claims then come in
+ * batches instead of a stream of a few rows each, whose fixed cost (a
+ * round trip, planning, a commit, then the same for the settlement) the
+ * producers pay for on a busy database. A light load never waits. */
+#define DISPATCHER_PACE_MIN_ROWS 8
+#define DISPATCHER_PACE_MS	 5
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
 static const char *const wakeup_names[WAKE_COUNT] = {"notify", "sweep", "reconnect", "retry"};
@@ -102,7 +109,7 @@ struct dispatcher {
 	 * on two backends at once); LISTEN and the busy lock on listen. */
 	struct pgconn *work, *settle, *listen;
 	struct http *http;
-	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *last_claim_timer;
+	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *claim_timer;
 	struct event *renew_timer;
 	struct store_batch *renewal; /* the lease renewal being sent, if any */
 	uint64_t renewal_sent_ms;
@@ -118,7 +125,7 @@ struct dispatcher {
 	/* The busy lock (sql/004), held on the listen connection while busy:
 	 * producers then skip pg_notify(). */
 	enum { LOCK_NONE, LOCK_TAKING, LOCK_HELD } busy_lock;
-	uint64_t busy_try_at;		   /* no attempt at the lock before (monotonic ms) */
+	uint64_t busy_try_at; /* no attempt at the lock before (monotonic ms), after a failed one */
 	uint64_t notifies, claim_notifies; /* NOTIFYs received; as of the running claim */
 	bool stopping, abandoned, drained;
 	int exit_code;
@@ -569,21 +576,22 @@ static void busy_take_cb(PGresult *res, void *arg)
 	}
 	/* 'f': another dispatcher holds it (it is draining too), or a
 	 * producer's trigger was testing it just then: try again later. */
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		d->busy_try_at = now_ms() + DISPATCHER_BUSY_TRY_MS;
 		return;
+	}
 	d->busy_lock = LOCK_HELD;
 	if (!d->busy) /* drained while we were asking */
 		busy_release(d);
 }
 
-/* Draining: tell producers no wake-up is needed (see sql/004). */
+/* Draining: tell producers no wake-up is needed (see sql/004). Taken again
+ * at once after our own release: until it is, every producer notifies. */
 static void mark_busy(struct dispatcher *d)
 {
 	d->busy = true;
-	uint64_t now = now_ms();
-	if (d->busy_lock != LOCK_NONE || !d->listening || now < d->busy_try_at)
+	if (d->busy_lock != LOCK_NONE || !d->listening || now_ms() < d->busy_try_at)
 		return;
-	d->busy_try_at = now + DISPATCHER_BUSY_TRY_MS;
 	if (store_busy_lock(d->listen, true, busy_take_cb, d) == 0)
 		d->busy_lock = LOCK_TAKING;
 }
@@ -622,9 +630,13 @@ static void claim_new_cb(PGresult *res, void *arg)
 				d->claim_after = id;
 		}
 	if (n > 0 && !d->stopping) {
-		/* Rows keep coming: claim again without waiting for a wake-up. */
-		d->want_new = true;
+		/* Rows keep coming: claim again without waiting for a wake-up,
+		 * at once or, under load, after a pause that lets them gather. */
 		mark_busy(d);
+		bool pace = (unsigned)n < d->claim_want && n >= DISPATCHER_PACE_MIN_ROWS;
+		d->want_new = !pace;
+		if (pace)
+			timer_ms(d->claim_timer, DISPATCHER_PACE_MS);
 	} else if (!from_start && !d->stopping) {
 		d->want_new = true; /* once more, from the start */
 	} else {
@@ -636,7 +648,7 @@ static void claim_new_cb(PGresult *res, void *arg)
 			 * claim a little later takes what they inserted under the
 			 * mark and committed since. */
 			mark_idle(d);
-			timer_ms(d->last_claim_timer, DISPATCHER_LAST_CLAIM_MS);
+			timer_ms(d->claim_timer, DISPATCHER_LAST_CLAIM_MS);
 		}
 	}
 	for (int i = 0; i < n; i++)
@@ -1061,7 +1073,8 @@ static void renew_cb(evutil_socket_t fd, short what, void *arg)
 		renew_result_cb(NULL, d);
 }
 
-static void last_claim_cb(evutil_socket_t fd, short what, void *arg)
+/* A claim later: paced under load, or the last one after draining. */
+static void claim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
@@ -1205,11 +1218,11 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->shutdown_timer = evtimer_new(base, shutdown_timer_cb, d);
 	d->kick_ev = event_new(base, -1, 0, kick_cb, d);
 	d->stats_timer = event_new(base, -1, EV_PERSIST, stats_cb, d);
-	d->last_claim_timer = evtimer_new(base, last_claim_cb, d);
+	d->claim_timer = evtimer_new(base, claim_timer_cb, d);
 	d->renew_timer = event_new(base, -1, EV_PERSIST, renew_cb, d);
 	if (!d->work || !d->settle || !d->listen || !d->http || !d->sweep_timer ||
 	    !d->retry_timer || !d->shutdown_timer || !d->kick_ev || !d->stats_timer ||
-	    !d->last_claim_timer || !d->renew_timer)
+	    !d->claim_timer || !d->renew_timer)
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
@@ -1239,8 +1252,8 @@ void dispatcher_free(struct dispatcher *d)
 		job_unlink(d, j);
 		job_free(j);
 	}
-	struct event *evs[] = {d->sweep_timer, d->retry_timer,	    d->shutdown_timer, d->kick_ev,
-			       d->stats_timer, d->last_claim_timer, d->renew_timer};
+	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev,
+			       d->stats_timer, d->claim_timer, d->renew_timer};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -1284,7 +1297,7 @@ void dispatcher_shutdown(struct dispatcher *d)
 	mark_idle(d);
 	event_del(d->sweep_timer);
 	event_del(d->stats_timer);
-	event_del(d->last_claim_timer);
+	event_del(d->claim_timer);
 	event_del(d->retry_timer);
 	unsigned running = 0;
 	for (size_t i = 0; i < d->neps; i++) {
