@@ -24,12 +24,15 @@
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
 #define DISPATCHER_BUSY_TRY_MS	  20   /* after a failed attempt at the busy lock (sql/004) */
 #define DISPATCHER_LAST_CLAIM_MS  100  /* after releasing it: covers producers' commit delay */
-/* Under load (a claim brought back at least PACE_MIN_ROWS rows, yet less
- * than it asked for) the next claim waits PACE_MS: claims then come in
- * batches instead of a stream of a few rows each, whose fixed cost (a
- * round trip, planning, a commit, then the same for the settlement) the
- * producers pay for on a busy database. A light load never waits. */
-#define DISPATCHER_PACE_MIN_ROWS 8
+/* Under load (rows arriving at PACE_MIN_RATE a second or more, as the last
+ * claim saw them) claims start PACE_MS apart, so they come in batches
+ * instead of a stream of a row or two each, whose fixed cost (a round trip,
+ * planning, a commit, then the same for the settlement) producers pay for
+ * on a busy database; the busy lock spares them their NOTIFYs meanwhile. A
+ * lighter stream is claimed at once on each wake-up, for the lowest
+ * latency, and without the lock: rows committed while it is held would
+ * wait for the next claim. */
+#define DISPATCHER_PACE_MIN_RATE 500
 #define DISPATCHER_PACE_MS	 5
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
@@ -121,12 +124,13 @@ struct dispatcher {
 	 * (0: from the start); claim_want is what the running claim asked for. */
 	int64_t claim_after;
 	unsigned claim_want;
-	bool busy; /* draining: claims keep returning rows */
+	bool busy; /* draining: claims come back full, or rows come in under load */
 	/* The busy lock (sql/004), held on the listen connection while busy:
 	 * producers then skip pg_notify(). */
 	enum { LOCK_NONE, LOCK_TAKING, LOCK_HELD } busy_lock;
 	uint64_t busy_try_at; /* no attempt at the lock before (monotonic ms), after a failed one */
 	uint64_t notifies, claim_notifies; /* NOTIFYs received; as of the running claim */
+	uint64_t claim_start_us, prev_claim_start_us; /* monotonic; of the last two claims */
 	bool stopping, abandoned, drained;
 	int exit_code;
 
@@ -150,11 +154,16 @@ struct dispatcher {
 static void job_finish(struct dispatcher *d, struct job *j);
 static void next_due_cb(PGresult *res, void *arg);
 
-static uint64_t now_ms(void)
+static uint64_t mono_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t now_ms(void)
+{
+	return mono_us() / 1000;
 }
 
 static int64_t realtime_us(void)
@@ -632,11 +641,18 @@ static void claim_new_cb(PGresult *res, void *arg)
 	if (n > 0 && !d->stopping) {
 		/* Rows keep coming: claim again without waiting for a wake-up,
 		 * at once or, under load, after a pause that lets them gather. */
-		mark_busy(d);
-		bool pace = (unsigned)n < d->claim_want && n >= DISPATCHER_PACE_MIN_ROWS;
-		d->want_new = !pace;
-		if (pace)
-			timer_ms(d->claim_timer, DISPATCHER_PACE_MS);
+		bool full = (unsigned)n >= d->claim_want;
+		uint64_t span_us = d->claim_start_us - d->prev_claim_start_us;
+		bool load = n >= 2 && (uint64_t)n * 1000000 >= DISPATCHER_PACE_MIN_RATE * span_us;
+		if (full || load)
+			mark_busy(d);
+		d->want_new = full || !load;
+		if (!d->want_new) {
+			uint64_t next = d->claim_start_us + DISPATCHER_PACE_MS * 1000;
+			uint64_t now = mono_us();
+			struct timeval tv = {.tv_usec = (suseconds_t)(next > now ? next - now : 0)};
+			evtimer_add(d->claim_timer, &tv);
+		}
 	} else if (!from_start && !d->stopping) {
 		d->want_new = true; /* once more, from the start */
 	} else {
@@ -720,6 +736,8 @@ static bool claim_new(struct dispatcher *d)
 	d->claiming = true;
 	d->claim_notifies = d->notifies;
 	d->claim_want = want;
+	d->prev_claim_start_us = d->claim_start_us;
+	d->claim_start_us = mono_us();
 	if (store_claim_new(d->work, want, d->claim_after, d->cfg->lease_ms, claim_new_cb, d) !=
 	    0) {
 		d->claiming = false;
