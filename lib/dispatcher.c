@@ -34,6 +34,9 @@
  * wait for the next claim. */
 #define DISPATCHER_PACE_MIN_RATE 500
 #define DISPATCHER_PACE_MS	 5
+/* While busy, outcomes wait up to PACE_MS for a settlement of this many,
+ * instead of one settlement per handful of POSTs that just ended. */
+#define DISPATCHER_SETTLE_MIN_JOBS 64
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
 static const char *const wakeup_names[WAKE_COUNT] = {"notify", "sweep", "reconnect", "retry"};
@@ -113,7 +116,7 @@ struct dispatcher {
 	struct pgconn *work, *settle, *listen;
 	struct http *http;
 	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *claim_timer;
-	struct event *renew_timer;
+	struct event *renew_timer, *settle_timer;
 	struct store_batch *renewal; /* the lease renewal being sent, if any */
 	uint64_t renewal_sent_ms;
 	uint64_t retry_deadline; /* monotonic ms of the armed retry timer, 0 = none */
@@ -138,6 +141,8 @@ struct dispatcher {
 	unsigned njobs;
 	struct store_batch *pending, *inflight;
 	unsigned *pending_slots, *inflight_slots; /* per endpoint, freed when settled */
+	unsigned pending_jobs;			  /* outcomes in pending */
+	uint64_t pending_since_us;		  /* monotonic time of the first of them */
 	bool inflight_sent;
 
 	uint64_t unmatched;
@@ -421,6 +426,8 @@ static void job_unlink(struct dispatcher *d, struct job *j)
 static void job_finish(struct dispatcher *d, struct job *j)
 {
 	struct store_batch *b = d->pending;
+	if (d->pending_jobs++ == 0)
+		d->pending_since_us = mono_us();
 	for (unsigned i = 0; i < j->ndel; i++) {
 		if (j->del[i].holds_slot) {
 			j->del[i].ep->unsettled++;
@@ -834,6 +841,13 @@ static void settle_flush(struct dispatcher *d)
 	if (!d->inflight) {
 		if (store_batch_empty(d->pending))
 			return;
+		uint64_t due = d->pending_since_us + DISPATCHER_PACE_MS * 1000, now = mono_us();
+		if (d->busy && !d->stopping && d->pending_jobs < DISPATCHER_SETTLE_MIN_JOBS &&
+		    now < due) {
+			struct timeval tv = {.tv_usec = (suseconds_t)(due - now)};
+			evtimer_add(d->settle_timer, &tv);
+			return;
+		}
 		struct store_batch *fresh = store_batch_new();
 		if (!fresh)
 			return;
@@ -842,6 +856,8 @@ static void settle_flush(struct dispatcher *d)
 		unsigned *slots = d->inflight_slots;
 		d->inflight_slots = d->pending_slots;
 		d->pending_slots = slots; /* all zero: released by the last settle_cb */
+		log_debug("settling %u events", d->pending_jobs);
+		d->pending_jobs = 0;
 	}
 	/* Set first: a connection lost while sending calls settle_cb at once. */
 	d->inflight_sent = true;
@@ -1091,6 +1107,13 @@ static void renew_cb(evutil_socket_t fd, short what, void *arg)
 		renew_result_cb(NULL, d);
 }
 
+static void settle_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	schedule_kick(arg);
+}
+
 /* A claim later: paced under load, or the last one after draining. */
 static void claim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1238,9 +1261,10 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->stats_timer = event_new(base, -1, EV_PERSIST, stats_cb, d);
 	d->claim_timer = evtimer_new(base, claim_timer_cb, d);
 	d->renew_timer = event_new(base, -1, EV_PERSIST, renew_cb, d);
+	d->settle_timer = evtimer_new(base, settle_timer_cb, d);
 	if (!d->work || !d->settle || !d->listen || !d->http || !d->sweep_timer ||
 	    !d->retry_timer || !d->shutdown_timer || !d->kick_ev || !d->stats_timer ||
-	    !d->claim_timer || !d->renew_timer)
+	    !d->claim_timer || !d->renew_timer || !d->settle_timer)
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
@@ -1271,7 +1295,7 @@ void dispatcher_free(struct dispatcher *d)
 		job_free(j);
 	}
 	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev,
-			       d->stats_timer, d->claim_timer, d->renew_timer};
+			       d->stats_timer, d->claim_timer, d->renew_timer,	  d->settle_timer};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);

@@ -161,21 +161,29 @@ def created(q):
     return t.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-def claims_logged(d):
-    """Rows of each claim of new events, in order, from the debug log."""
+def logged_counts(d, pattern):
+    """The number in each debug line that matches pattern, in order."""
     out = []
     for line in d.log():
-        m = re.fullmatch(r"claimed (\d+) new events", str(line.get("message", "")))
+        m = re.fullmatch(pattern, str(line.get("message", "")))
         if m:
             out.append(int(m.group(1)))
     return out
 
 
+def claims_logged(d):
+    return logged_counts(d, r"claimed (\d+) new events")
+
+
+def settlements_logged(d):
+    return logged_counts(d, r"settling (\d+) events")
+
+
 def test_claims_batch_under_load(ctx):
     """A steady 1000 single-row transactions a second (pgbench -R): the
     daemon paces its claims (one every 5 ms at most while rows keep coming)
-    instead of claiming a row or two at a time, and still delivers each
-    event once and promptly."""
+    and its settlements instead of a row or two at a time, and still
+    delivers each event once and promptly."""
     r = ctx.receiver()
     cfg = make_config([("hook", {"url": r.url("/hook"), "events": "*"})], sweep_interval="60s")
     d = ctx.daemon(cfg).start()
@@ -183,7 +191,7 @@ def test_claims_batch_under_load(ctx):
         f.write("INSERT INTO notification_outbox (event_type, subject) VALUES ('test.paced', 'p');\n")
         script = f.name
     seconds, rate = 4, 1000
-    before = len(claims_logged(d))
+    before, settled_before = len(claims_logged(d)), len(settlements_logged(d))
     t0 = time.time()
     try:
         out = subprocess.run([pgbench_bin(), "-n", "-c", "4", "-j", "2", "-R", str(rate), "-T", str(seconds), "-f", script],
@@ -198,15 +206,21 @@ def test_claims_batch_under_load(ctx):
     ids = set(q.event_id for q in r.all("/hook"))
     check_eq(len(ids), r.count("/hook"), "requests (no duplicates)")
     claims = [c for c in claims_logged(d)[before:] if c > 0]
+    settlements = settlements_logged(d)[settled_before:]
     per_s = len(claims) / elapsed
-    print("%d events in %.1f s (%.0f/s): %d claims with rows, %.0f a second, %.1f rows each"
-          % (n, elapsed, n / elapsed, len(claims), per_s, n / max(len(claims), 1)))
+    per_settlement = sum(settlements) / max(len(settlements), 1)
+    print("%d events in %.1f s (%.0f/s): %d claims with rows, %.0f a second, %.1f rows each; %d settlements of %.1f"
+          % (n, elapsed, n / elapsed, len(claims), per_s, n / max(len(claims), 1), len(settlements), per_settlement))
     check(n >= seconds * rate * 0.7, "pgbench kept to its rate", ">= %d events" % (seconds * rate * 0.7), n)
     # Paced, claims come at most every 5 ms (200 a second) while the rate
     # holds; unpaced, each would bring the row or two that committed
     # during the last one, several hundred times a second.
     check(per_s <= 300, "claims are paced under load", "<= 300 claims with rows a second", "%.0f" % per_s)
     check(n / max(len(claims), 1) >= 3, "rows gathered per claim", ">= 3", "%.1f" % (n / max(len(claims), 1)))
+    # Settlements wait for the outcomes of about one paced claim, not for
+    # the POSTs of a claim to end one or two at a time.
+    check(per_settlement >= 3, "outcomes per settlement", ">= 3", "%.1f" % per_settlement)
+    check(len(settlements) <= len(claims) * 1.5, "settlements, against claims", "<= 1.5 x %d" % len(claims), len(settlements))
     lags = [q.wall - created(q) for q in r.all("/hook")]
     check(percentile(lags, 99) < 1.0, "p99 commit-to-arrival, paced", "< 1 s", "%.3f s" % percentile(lags, 99))
     d.stop()
