@@ -127,7 +127,8 @@ struct dispatcher {
 	 * (0: from the start); claim_want is what the running claim asked for. */
 	int64_t claim_after;
 	unsigned claim_want;
-	bool busy; /* draining: claims come back full, or rows come in under load */
+	bool busy;   /* draining: claims come back full, or rows come in under load */
+	bool loaded; /* the last claim saw rows come in at PACE_MIN_RATE or more */
 	/* The busy lock (sql/004), held on the listen connection while busy:
 	 * producers then skip pg_notify(). */
 	enum { LOCK_NONE, LOCK_TAKING, LOCK_HELD } busy_lock;
@@ -651,7 +652,12 @@ static void claim_new_cb(PGresult *res, void *arg)
 		bool full = (unsigned)n >= d->claim_want;
 		uint64_t span_us = d->claim_start_us - d->prev_claim_start_us;
 		bool load = n >= 2 && (uint64_t)n * 1000000 >= DISPATCHER_PACE_MIN_RATE * span_us;
-		if (full || load)
+		/* The lock only once two claims in a row saw the load: a pair of
+		 * rows close together in a light stream is no reason to silence
+		 * producers (their wake-ups still cut the pause short). */
+		bool sustained = load && d->loaded;
+		d->loaded = load;
+		if (full || sustained)
 			mark_busy(d);
 		d->want_new = full || !load;
 		if (!d->want_new) {
@@ -661,11 +667,13 @@ static void claim_new_cb(PGresult *res, void *arg)
 			evtimer_add(d->claim_timer, &tv);
 		}
 	} else if (!from_start && !d->stopping) {
+		d->loaded = false;
 		d->want_new = true; /* once more, from the start */
 	} else {
 		/* A notification that came while this claim ran may be for a row
 		 * its snapshot could not see: claim again for it. */
 		d->want_new = d->notifies != d->claim_notifies;
+		d->loaded = false;
 		if (d->busy) {
 			/* Drained: producers notify again from now on. One more
 			 * claim a little later takes what they inserted under the
@@ -946,16 +954,30 @@ static void schema_cb(PGresult *res, void *arg)
 	schedule_kick(d);
 }
 
+static void session_setup_cb(PGresult *res, void *arg)
+{
+	(void)arg;
+	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+		log_warn("cannot set synchronous_commit = off (commits wait for the WAL flush): %s",
+			 PQresultErrorMessage(res));
+}
+
+/* Claims and settlements commit without waiting for the WAL flush (see
+ * store_session_setup): a slow disk then delays producers, not deliveries. */
 static void work_up_cb(void *arg)
 {
 	struct dispatcher *d = arg;
-	if (store_schema_version(d->work, schema_cb, d) != 0)
+	if (store_session_setup(d->work, session_setup_cb, d) != 0 ||
+	    store_schema_version(d->work, schema_cb, d) != 0)
 		pgconn_reconnect(d->work);
 }
 
 static void settle_up_cb(void *arg)
 {
-	schedule_kick(arg); /* settlements that waited for it */
+	struct dispatcher *d = arg;
+	if (store_session_setup(d->settle, session_setup_cb, d) != 0)
+		pgconn_reconnect(d->settle);
+	schedule_kick(d); /* settlements that waited for it */
 }
 
 static void work_down_cb(void *arg)

@@ -413,6 +413,11 @@ int store_renew(struct pgconn *c, const struct store_batch *cb_batch, uint64_t l
 	return pgconn_query(c, SQL_RENEW, 6, v, cb, arg);
 }
 
+int store_session_setup(struct pgconn *c, pgconn_result_cb cb, void *arg)
+{
+	return pgconn_query(c, "SET synchronous_commit = off", 0, NULL, cb, arg);
+}
+
 int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
 {
 	return pgconn_query(c, SQL_SCHEMA_VERSION, 0, NULL, cb, arg);

@@ -28,6 +28,12 @@ enum store_col {
 	STORE_COL_ATTEMPTS,   /* retries only: attempts made so far */
 };
 
+/* For a connection that claims or settles: its commits no longer wait for
+ * the WAL flush. Only a PostgreSQL crash can lose such a commit (within
+ * about 3 x wal_writer_delay), and a lost claim or settlement is made again:
+ * a duplicate delivery, never a lost event. */
+int store_session_setup(struct pgconn *c, pgconn_result_cb cb, void *arg)
+    __attribute__((warn_unused_result));
 /* One row: the highest applied schema version (the query fails when the
  * version table is missing). */
 int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)

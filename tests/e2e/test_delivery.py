@@ -276,6 +276,23 @@ def test_one_mib_payload(ctx):
     check_eq(1, r.count("/big"), "requests")
 
 
+def test_bookkeeping_commits_do_not_wait_for_the_flush(ctx):
+    """Claims and settlements commit with synchronous_commit = off, so a slow
+    disk delays producers, not deliveries (only a PostgreSQL crash can undo
+    such a commit, and then a delivery is made again, never lost). Before
+    its first settlement, the settlement connection has run only that SET."""
+    r = ctx.receiver()
+    cfg = make_config([("hook", {"url": r.url("/hook"), "events": "*"})], sweep_interval="60s")
+    ctx.daemon(cfg).start()
+    setup = "SET synchronous_commit = off"
+    wait_until(lambda: [b for b in ctx.db.daemon_backends() if (b.get("query") or "").strip() == setup], 10,
+               "a daemon connection whose last statement is %r" % setup)
+    row = ctx.db.insert_one("test.flush", "f")
+    r.wait_ids([row["event_id"]], "/hook", timeout=5)
+    check_eq(1, r.count("/hook"), "requests (no duplicates)")
+    wait_until(lambda: ctx.db.outbox_count() == 0, 5, "the event settled")
+
+
 if __name__ == "__main__":
     run(
         [
@@ -287,5 +304,6 @@ if __name__ == "__main__":
             test_late_commit_below_the_claim_cursor,
             test_rollback_delivers_nothing,
             test_one_mib_payload,
+            test_bookkeeping_commits_do_not_wait_for_the_flush,
         ]
     )
