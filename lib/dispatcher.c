@@ -34,8 +34,9 @@
  * wait for the next claim. */
 #define DISPATCHER_PACE_MIN_RATE 500
 #define DISPATCHER_PACE_MS	 5
-/* While busy, outcomes wait up to PACE_MS for a settlement of this many,
- * instead of one settlement per handful of POSTs that just ended. */
+/* While claims are paced, outcomes wait up to PACE_MS for a settlement of
+ * this many, instead of one settlement per handful of POSTs that just
+ * ended. Not while draining full batches: slots wait on settlements. */
 #define DISPATCHER_SETTLE_MIN_JOBS 64
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
@@ -129,6 +130,7 @@ struct dispatcher {
 	unsigned claim_want;
 	bool busy;   /* draining: claims come back full, or rows come in under load */
 	bool loaded; /* the last claim saw rows come in at PACE_MIN_RATE or more */
+	bool pacing; /* and was not full: the next one waits (settlements too) */
 	/* The busy lock (sql/004), held on the listen connection while busy:
 	 * producers then skip pg_notify(). */
 	enum { LOCK_NONE, LOCK_TAKING, LOCK_HELD } busy_lock;
@@ -660,20 +662,21 @@ static void claim_new_cb(PGresult *res, void *arg)
 		if (full || sustained)
 			mark_busy(d);
 		d->want_new = full || !load;
-		if (!d->want_new) {
+		d->pacing = !d->want_new;
+		if (d->pacing) {
 			uint64_t next = d->claim_start_us + DISPATCHER_PACE_MS * 1000;
 			uint64_t now = mono_us();
 			struct timeval tv = {.tv_usec = (suseconds_t)(next > now ? next - now : 0)};
 			evtimer_add(d->claim_timer, &tv);
 		}
 	} else if (!from_start && !d->stopping) {
-		d->loaded = false;
+		d->loaded = d->pacing = false;
 		d->want_new = true; /* once more, from the start */
 	} else {
 		/* A notification that came while this claim ran may be for a row
 		 * its snapshot could not see: claim again for it. */
 		d->want_new = d->notifies != d->claim_notifies;
-		d->loaded = false;
+		d->loaded = d->pacing = false;
 		if (d->busy) {
 			/* Drained: producers notify again from now on. One more
 			 * claim a little later takes what they inserted under the
@@ -850,7 +853,7 @@ static void settle_flush(struct dispatcher *d)
 		if (store_batch_empty(d->pending))
 			return;
 		uint64_t due = d->pending_since_us + DISPATCHER_PACE_MS * 1000, now = mono_us();
-		if (d->busy && !d->stopping && d->pending_jobs < DISPATCHER_SETTLE_MIN_JOBS &&
+		if (d->pacing && !d->stopping && d->pending_jobs < DISPATCHER_SETTLE_MIN_JOBS &&
 		    now < due) {
 			struct timeval tv = {.tv_usec = (suseconds_t)(due - now)};
 			evtimer_add(d->settle_timer, &tv);
