@@ -1,5 +1,5 @@
 -- The dispatcher's role for docker/compose.yaml, with exactly the grants the
--- headers of sql/001_outbox.sql to sql/005_outbox_fillfactor.sql list for
+-- headers of sql/001_outbox.sql to sql/006_busy_check_in_when.sql list for
 -- s3o-notifyd. Applied by the migrate service after the migrations, as a DBA
 -- would:
 --

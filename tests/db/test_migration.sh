@@ -133,7 +133,7 @@ legacy_expected="1,s3:ObjectCreated:Put,legacy.jpg,https://hooks.example.com/x,2
 
 echo "# 1. applying the migrations again"
 
-check_eq "the test database starts at schema versions 1 to 5" "1,2,3,4,5" \
+check_eq "the test database starts at schema versions 1 to 6" "1,2,3,4,5,6" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM notification_schema_version")"
 q "CREATE ROLE $grant_role NOLOGIN" >/dev/null
 q "GRANT USAGE ON SCHEMA public TO $grant_role;
@@ -161,7 +161,7 @@ for round in second third; do
 	check_eq "applying a $round time prints nothing" "" "$out"
 	check_eq "after the $round application the data inserted before is intact" "$row_before" \
 		"$(event_row)"
-	check_eq "after the $round application the schema versions are still 1 to 5" "1,2,3,4,5" \
+	check_eq "after the $round application the schema versions are still 1 to 6" "1,2,3,4,5,6" \
 		"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM notification_schema_version")"
 	check_eq "after the $round application the version keeps its applied_at" "$applied_before" \
 		"$(q "SELECT applied_at FROM notification_schema_version WHERE version = 1")"
@@ -201,7 +201,7 @@ check_eq "nothing was created in schema legacy" "$legacy_objects" "$(objects leg
 q "CREATE SCHEMA s3o_side" >/dev/null
 out=$(PGOPTIONS='-c search_path=s3o_side,legacy' apply_all)
 check_eq "a legacy outbox later in the search_path does not block a new schema" "" "$out"
-check_eq "the migration created its tables in the first schema" "1,2,3,4,5" \
+check_eq "the migration created its tables in the first schema" "1,2,3,4,5,6" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM s3o_side.notification_schema_version")"
 check_eq "... and left the legacy row alone" "$legacy_expected" \
 	"$(q "$legacy_row FROM legacy.notification_outbox")"
@@ -219,7 +219,7 @@ out=$(PGOPTIONS='-c search_path=legacy' apply_all)
 rc=$?
 check_eq "after the rename the migration applies (exit status)" "0" "$rc"
 check_eq "after the rename the migration prints nothing" "" "$out"
-check_eq "schema legacy now records versions 1 to 5" "1,2,3,4,5" \
+check_eq "schema legacy now records versions 1 to 6" "1,2,3,4,5,6" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM legacy.notification_schema_version")"
 check_eq "the renamed legacy table still holds its row" "$legacy_expected" \
 	"$(q "$legacy_row FROM legacy.notification_outbox_old")"
@@ -279,7 +279,7 @@ owned="$owned notification_schema_version=$user_role"
 check_eq "the tables belong to the plain role" "$owned" \
 	"$(q "SELECT string_agg(relname || '=' || relowner::regrole, ' ' ORDER BY relname)
 		FROM pg_class WHERE relnamespace = 'mig_owned'::regnamespace AND relkind = 'r'")"
-check_eq "schema mig_owned records versions 1 to 5" "1,2,3,4,5" \
+check_eq "schema mig_owned records versions 1 to 6" "1,2,3,4,5,6" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM mig_owned.notification_schema_version")"
 eid4=$(role_psql -A -t -c "SELECT notification_publish('service.started', NULL)" 2>&1)
 check_eq "the plain role can publish into its outbox" "service.started" \

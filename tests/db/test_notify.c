@@ -312,7 +312,7 @@ static void run_scenarios(struct test *t)
 		 {"RELEASE SAVEPOINT s", false}, {INSERT_ONE, false}, {"COMMIT", false});
 }
 
-/* sql/004: while a session holds the busy lock (a draining dispatcher, on
+/* sql/004 and 006: while a session holds the busy lock (a draining dispatcher, on
  * its LISTEN connection), producers do not notify; once it is released, or
  * its session ends, they do again. */
 #define BUSY_KEY "1395806030, 'notification_outbox'::regclass::oid::int"
@@ -353,6 +353,7 @@ static void busy_lock(struct test *t)
 	      "busy lock: the dispatcher releases it");
 	SCENARIO(t, "busy lock released: a committed INSERT notifies again", 1, 1,
 		 {INSERT_ONE, false});
+	check(t, busy_key_free(t), "busy lock: the producer's trigger kept no hold on it");
 
 	/* What a producer's trigger holds for a moment: never a reason for
 	 * another producer to stay silent. */

@@ -1,7 +1,7 @@
 -- Schema of migration 001: tables, columns, types, defaults, indexes, the
 -- trigger, notification_publish and the recorded version.
 BEGIN;
-SELECT plan(70);
+SELECT plan(71);
 
 -- tables
 SELECT has_table('notification_outbox');
@@ -75,8 +75,8 @@ SELECT col_is_null('notification_delivery', 'lease_until');
 -- notification_schema_version
 SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
 SELECT col_is_pk('notification_schema_version', 'version');
-SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3, 4, 5],
-		  'notification_schema_version holds exactly versions 1 to 5');
+SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3, 4, 5, 6],
+		  'notification_schema_version holds exactly versions 1 to 6');
 
 -- indexes
 SELECT indexes_are('notification_outbox',
@@ -107,6 +107,13 @@ SELECT is((SELECT tgenabled::text FROM pg_trigger
 	    WHERE tgrelid = 'notification_outbox'::regclass
 	      AND tgname = 'notification_outbox_notify'),
 	  'O', 'the trigger is enabled');
+-- sql/006: the busy check is the trigger's WHEN, so while a dispatcher holds
+-- the key no event is queued and the function is never called
+SELECT matches((SELECT pg_get_triggerdef(oid) FROM pg_trigger
+		 WHERE tgrelid = 'notification_outbox'::regclass
+		   AND tgname = 'notification_outbox_notify'),
+	       'WHEN \(\(pg_try_advisory_lock_shared\(1395806030, .*\) AND pg_advisory_unlock_shared\(1395806030, .*\)\)\) EXECUTE FUNCTION notification_outbox_notify\(\)$',
+	       'the trigger fires only when its shared try of the busy key succeeds, and lets go of it');
 SELECT function_returns('notification_outbox_notify', 'trigger');
 
 -- notification_publish(text, text, jsonb DEFAULT '{}') RETURNS uuid

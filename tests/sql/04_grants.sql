@@ -1,4 +1,4 @@
--- The grants documented in the headers of sql/001 to sql/005 are enough, and
+-- The grants documented in the headers of sql/001 to sql/006 are enough, and
 -- no more than enough: a producer can append events but not read, change or
 -- remove them; the dispatcher can do its work. The roles exist only inside
 -- this transaction; their names carry the backend pid so parallel runs on one
@@ -70,7 +70,7 @@ SELECT row_eq($$SELECT event_type, subject, data FROM notification_outbox WHERE 
 
 -- the dispatcher
 SET LOCAL ROLE :"dispatcher";
-SELECT is((SELECT max(version) FROM notification_schema_version), 5,
+SELECT is((SELECT max(version) FROM notification_schema_version), 6,
 	  'the dispatcher can read the schema version');
 SELECT is((SELECT count(*) FROM notification_outbox), :n0::bigint + 4,
 	  'the dispatcher can SELECT the outbox');
