@@ -101,6 +101,7 @@ struct endpoint {
 	struct delivery *q_head, *q_tail;
 	bool backlog;		       /* due rows of its own may be waiting in the database */
 	unsigned retry_req, retry_got; /* rows asked for and received in a retry claim */
+	unsigned share;		       /* its deliveries from the last claim of new events */
 	uint64_t delivered, failed, dropped;
 	struct histogram duration;
 };
@@ -128,6 +129,7 @@ struct dispatcher {
 	 * (0: from the start); claim_want is what the running claim asked for. */
 	int64_t claim_after;
 	unsigned claim_want;
+	unsigned share_rows; /* rows of the last claim of new events that had any */
 	bool busy;   /* draining: claims come back full, or rows come in under load */
 	bool loaded; /* the last claim saw rows come in at PACE_MIN_RATE or more */
 	bool pacing; /* and was not full: the next one waits (settlements too) */
@@ -503,6 +505,7 @@ static void job_from_row(struct dispatcher *d, PGresult *res, int row, struct en
 		for (size_t i = 0; i < d->neps; i++) {
 			wants[i] = endpoint_wants(d->eps[i].cfg, type, subject);
 			n += wants[i];
+			d->eps[i].share += wants[i];
 		}
 		if (n == 0) {
 			/* Nobody wants it: remove it, counted. */
@@ -685,6 +688,11 @@ static void claim_new_cb(PGresult *res, void *arg)
 			timer_ms(d->claim_timer, DISPATCHER_LAST_CLAIM_MS);
 		}
 	}
+	if (n > 0) {
+		d->share_rows = (unsigned)n;
+		for (size_t i = 0; i < d->neps; i++)
+			d->eps[i].share = 0;
+	}
 	for (int i = 0; i < n; i++)
 		job_from_row(d, res, i, NULL);
 	for (size_t i = 0; i < d->neps; i++)
@@ -736,18 +744,34 @@ static void claim_retries_cb(PGresult *res, void *arg)
 	schedule_kick(d);
 }
 
+/* New events a claim may take, with the endpoints' room now (or, with
+ * `empty`, when they hold nothing): the largest room, or more where the
+ * last claim's rows went to several endpoints, as many as leave each of
+ * those within its room at the share of the rows it got (4 endpoints that
+ * split the events between them take 4 times the room of one, a claim as
+ * large as one endpoint's alone). An endpoint that is full (a slow one)
+ * never makes it smaller than the largest room: its deliveries are handed
+ * back, the others go on. At most batch_size. */
+static unsigned claim_rows(const struct dispatcher *d, bool empty)
+{
+	uint64_t largest = 0, fit = UINT64_MAX;
+	for (size_t i = 0; i < d->neps; i++) {
+		const struct endpoint *ep = &d->eps[i];
+		uint64_t room = empty ? 2 * ep->cap : endpoint_room(ep);
+		if (room > largest)
+			largest = room;
+		if (ep->share && room * d->share_rows / ep->share < fit)
+			fit = room * d->share_rows / ep->share;
+	}
+	uint64_t rows = fit != UINT64_MAX && fit > largest ? fit : largest;
+	return rows < d->cfg->batch_size ? (unsigned)rows : d->cfg->batch_size;
+}
+
 static bool claim_new(struct dispatcher *d)
 {
-	unsigned room = 0, cap = 0;
-	for (size_t i = 0; i < d->neps; i++) {
-		if (endpoint_room(&d->eps[i]) > room) {
-			room = endpoint_room(&d->eps[i]);
-			cap = d->eps[i].cap;
-		}
-	}
-	unsigned want = room < d->cfg->batch_size ? room : d->cfg->batch_size;
+	unsigned want = claim_rows(d, false);
 	/* Claim in useful batches unless idle, when latency matters most. */
-	unsigned full = 2 * cap < d->cfg->batch_size ? 2 * cap : d->cfg->batch_size;
+	unsigned full = claim_rows(d, true);
 	if (want == 0 || (d->njobs > 0 && want * 2 < full))
 		return false;
 	/* Set first: a connection lost while sending calls the callback at once. */

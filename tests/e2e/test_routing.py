@@ -2,11 +2,12 @@
 events; an event that matches no endpoint is removed."""
 
 import os
+import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Failure, check_eq, make_config, run, wait_until  # noqa: E402
+from harness import Failure, check, check_eq, make_config, run, wait_until  # noqa: E402
 
 ENDPOINTS = [
     # name, events, prefix
@@ -104,5 +105,36 @@ def test_unmatched_removed(ctx):
     print("unmatched: %s" % [u["event_type"] for u in unmatched])
 
 
+def logged_counts(d, pattern):
+    """The number in each debug line that matches pattern, in order."""
+    return [int(m.group(1)) for m in (re.fullmatch(pattern, str(line.get("message", ""))) for line in d.log()) if m]
+
+
+def test_split_events_claimed_together(ctx):
+    """Four endpoints that split a backlog between them: a claim takes as
+    many rows as leave each endpoint within its room at the share it got
+    from the last claim, 4 times one endpoint's room, as large a claim as
+    one endpoint alone would make. With max_in_flight = 8 each endpoint
+    may hold 2 x 2 deliveries; claims sized by the largest room alone stay
+    at 4 rows."""
+    r = ctx.receiver()
+    eps = []
+    for i in range(4):
+        r.set("/split%d" % i, delay=0.005)
+        eps.append(("split%d" % i, {"url": r.url("/split%d" % i), "events": "test.split%d" % i}))
+    rows = ctx.db.insert([{"event_type": "test.split%d" % (i % 4), "subject": "k%d" % i} for i in range(400)])
+    d = ctx.daemon(make_config(eps, max_in_flight=8, batch_size=200)).start()
+    wait_until(lambda: r.count(ok=True) >= 400 and ctx.db.outbox_count() == 0, 60, "400 deliveries")
+    for i in range(4):
+        want = sorted(row["event_id"] for row in rows if row["event_type"] == "test.split%d" % i)
+        check_eq(want, sorted(r.ids("/split%d" % i)), "events at /split%d, each once" % i)
+    claims = logged_counts(d, r"claimed (\d+) new events")
+    check(max(claims) >= 8, "claims of new events beyond one endpoint's room (4)", ">= 8 rows", claims)
+    check(max(claims) <= 16, "no claim larger than the 4 endpoints' room (4 x 2 x 2)", "<= 16 rows", claims)
+    retries = logged_counts(d, r"claimed (\d+) due retries")
+    check_eq(0, sum(retries), "deliveries handed back for lack of room and claimed again")
+    print("claims of new events: %d, rows each: %s" % (len(claims), claims))
+
+
 if __name__ == "__main__":
-    run([test_fanout_patterns_prefix, test_unmatched_removed])
+    run([test_fanout_patterns_prefix, test_unmatched_removed, test_split_events_claimed_together])
