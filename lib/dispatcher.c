@@ -129,7 +129,8 @@ struct dispatcher {
 	 * (0: from the start); claim_want is what the running claim asked for. */
 	int64_t claim_after;
 	unsigned claim_want;
-	unsigned share_rows; /* rows of the last claim of new events that had any */
+	/* Rows of the last claim of new events that had any (endpoint share). */
+	unsigned share_rows;
 	bool busy;   /* draining: claims come back full, or rows come in under load */
 	bool loaded; /* the last claim saw rows come in at PACE_MIN_RATE or more */
 	bool pacing; /* and was not full: the next one waits (settlements too) */

@@ -718,6 +718,15 @@ class Daemon:
             out.append(d)
         return out
 
+    def logged_counts(self, pattern):
+        """The number in each log message that matches pattern (one group), in order."""
+        out = []
+        for line in self.log():
+            m = re.fullmatch(pattern, str(line.get("message", "")))
+            if m:
+                out.append(int(m.group(1)))
+        return out
+
     def wait_log(self, pred, timeout, what):
         def found():
             return [d for d in self.log() if pred(d)]

@@ -2,7 +2,6 @@
 events; an event that matches no endpoint is removed."""
 
 import os
-import re
 import sys
 import time
 
@@ -105,11 +104,6 @@ def test_unmatched_removed(ctx):
     print("unmatched: %s" % [u["event_type"] for u in unmatched])
 
 
-def logged_counts(d, pattern):
-    """The number in each debug line that matches pattern, in order."""
-    return [int(m.group(1)) for m in (re.fullmatch(pattern, str(line.get("message", ""))) for line in d.log()) if m]
-
-
 def test_split_events_claimed_together(ctx):
     """Four endpoints that split a backlog between them: a claim takes as
     many rows as leave each endpoint within its room at the share it got
@@ -128,10 +122,10 @@ def test_split_events_claimed_together(ctx):
     for i in range(4):
         want = sorted(row["event_id"] for row in rows if row["event_type"] == "test.split%d" % i)
         check_eq(want, sorted(r.ids("/split%d" % i)), "events at /split%d, each once" % i)
-    claims = logged_counts(d, r"claimed (\d+) new events")
+    claims = d.logged_counts(r"claimed (\d+) new events")
     check(max(claims) >= 8, "claims of new events beyond one endpoint's room (4)", ">= 8 rows", claims)
     check(max(claims) <= 16, "no claim larger than the 4 endpoints' room (4 x 2 x 2)", "<= 16 rows", claims)
-    retries = logged_counts(d, r"claimed (\d+) due retries")
+    retries = d.logged_counts(r"claimed (\d+) due retries")
     check_eq(0, sum(retries), "deliveries handed back for lack of room and claimed again")
     print("claims of new events: %d, rows each: %s" % (len(claims), claims))
 

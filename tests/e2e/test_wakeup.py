@@ -7,7 +7,6 @@ import datetime
 import glob
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -161,22 +160,12 @@ def created(q):
     return t.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-def logged_counts(d, pattern):
-    """The number in each debug line that matches pattern, in order."""
-    out = []
-    for line in d.log():
-        m = re.fullmatch(pattern, str(line.get("message", "")))
-        if m:
-            out.append(int(m.group(1)))
-    return out
-
-
 def claims_logged(d):
-    return logged_counts(d, r"claimed (\d+) new events")
+    return d.logged_counts(r"claimed (\d+) new events")
 
 
 def settlements_logged(d):
-    return logged_counts(d, r"settling (\d+) events")
+    return d.logged_counts(r"settling (\d+) events")
 
 
 def test_claims_batch_under_load(ctx):
