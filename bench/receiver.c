@@ -2,7 +2,10 @@
  * POST with 200 at once, records the arrival time and the producer's commit
  * time carried in the event's data ("commit_us": microseconds since the
  * epoch), and prints one JSON line of statistics when --expect events have
- * arrived (and keeps serving) or on SIGINT/SIGTERM when it had not yet. */
+ * arrived (and keeps serving) or on SIGINT/SIGTERM when it had not yet.
+ * With -o FILE it also writes one line per such event, "client commit_us
+ * arrival_us" (client: data.client, -1 without it), for bench/commit_latency.py
+ * to measure from the moment the producer's COMMIT returned. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -21,6 +24,7 @@ struct sink {
 	struct event_base *base;
 	uint64_t expect, count, dups, first_us, last_us;
 	int64_t *lat_us; /* commit-to-arrival, one per event with commit_us */
+	FILE *arrivals;	 /* -o: one line per event with commit_us, or NULL */
 	uint64_t nlat, caplat;
 	char (*ids)[37]; /* open-addressing set of event ids */
 	uint64_t idcap, nids;
@@ -73,6 +77,24 @@ static void report(struct sink *s)
 	       s->count, s->dups, span, span > 0 ? (double)(s->count - 1) / span : 0, p50, p99,
 	       max);
 	fflush(stdout);
+	if (s->arrivals)
+		fflush(s->arrivals);
+}
+
+/* The latency of an event whose body carries data.commit_us, arrived at t. */
+static void record_commit(struct sink *s, const char *body, uint64_t t)
+{
+	const char *c = strstr(body, "\"commit_us\":");
+	if (!c)
+		return;
+	long long commit = strtoll(c + 12, NULL, 10);
+	if (s->nlat < s->caplat)
+		s->lat_us[s->nlat++] = (int64_t)t - commit;
+	if (s->arrivals) {
+		const char *cl = strstr(body, "\"client\":");
+		fprintf(s->arrivals, "%ld %lld %" PRIu64 "\n", cl ? strtol(cl + 9, NULL, 10) : -1L,
+			commit, t);
+	}
 }
 
 static void request_cb(struct evhttp_request *req, void *arg)
@@ -92,21 +114,17 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	const char *id = strstr(head, "\"id\":\"");
 	if (id && strlen(id) >= 6 + 36 && seen(s, id + 6))
 		s->dups++;
-	/* commit_us may sit after a large data object: search the whole body. */
-	const char *c = strstr(head, "\"commit_us\":");
-	if (!c && len > n) {
+	/* A body longer than head: search all of it. */
+	if (len <= n) {
+		record_commit(s, head, t);
+	} else {
 		char *all = malloc(len + 1);
 		if (all) {
 			evbuffer_copyout(in, all, len);
 			all[len] = '\0';
-			c = strstr(all, "\"commit_us\":");
-			if (c && s->nlat < s->caplat)
-				s->lat_us[s->nlat++] = (int64_t)t - strtoll(c + 12, NULL, 10);
+			record_commit(s, all, t);
 			free(all);
-			c = NULL;
 		}
-	} else if (c && s->nlat < s->caplat) {
-		s->lat_us[s->nlat++] = (int64_t)t - strtoll(c + 12, NULL, 10);
 	}
 	evhttp_send_reply(req, 200, "OK", NULL);
 	/* Report once all are in, but keep answering: the sender may still
@@ -131,7 +149,7 @@ int main(int argc, char **argv)
 	uint64_t max_events = 2000000;
 	char *end;
 	int c;
-	while ((c = getopt(argc, argv, "p:n:m:")) != -1) {
+	while ((c = getopt(argc, argv, "p:n:m:o:")) != -1) {
 		switch (c) {
 		case 'p':
 			port = (int)strtol(optarg, &end, 10);
@@ -146,8 +164,18 @@ int main(int argc, char **argv)
 		case 'm':
 			max_events = strtoull(optarg, NULL, 10);
 			break;
+		case 'o':
+			s.arrivals = fopen(optarg, "w");
+			if (!s.arrivals) {
+				fprintf(stderr, "receiver: cannot write %s: %s\n", optarg,
+					strerror(errno));
+				return 2;
+			}
+			break;
 		default:
-			fprintf(stderr, "usage: receiver -p PORT [-n EXPECT] [-m MAX_EVENTS]\n");
+			fprintf(
+			    stderr,
+			    "usage: receiver -p PORT [-n EXPECT] [-m MAX_EVENTS] [-o ARRIVALS]\n");
 			return 2;
 		}
 	}
@@ -180,5 +208,9 @@ int main(int argc, char **argv)
 	event_base_free(s.base);
 	free(s.lat_us);
 	free(s.ids);
+	if (s.arrivals && fclose(s.arrivals) != 0) {
+		fprintf(stderr, "receiver: writing the arrivals failed\n");
+		return 1;
+	}
 	return 0;
 }
