@@ -985,13 +985,15 @@ static void schema_cb(PGresult *res, void *arg)
 static void session_setup_cb(PGresult *res, void *arg)
 {
 	(void)arg;
-	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
-		log_warn("cannot set synchronous_commit = off (commits wait for the WAL flush): %s",
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_warn("cannot set synchronous_commit = off and plan_cache_mode = "
+			 "force_custom_plan (commits wait for the WAL flush): %s",
 			 PQresultErrorMessage(res));
 }
 
 /* Claims and settlements commit without waiting for the WAL flush (see
- * store_session_setup): a slow disk then delays producers, not deliveries. */
+ * store_session_setup): a slow disk then delays producers, not deliveries.
+ * Their prepared statements are planned for each run's values. */
 static void work_up_cb(void *arg)
 {
 	struct dispatcher *d = arg;

@@ -9,11 +9,13 @@
 #define PGCONN_BACKOFF_MIN_MS	  100
 #define PGCONN_BACKOFF_MAX_MS	  5000
 #define PGCONN_CONNECT_TIMEOUT_MS 10000
+#define PGCONN_MAX_PREPARED	  8
 
 enum pgconn_state { PGCONN_DOWN, PGCONN_CONNECTING, PGCONN_UP };
 
 struct pgquery {
 	struct pgquery *next;
+	const char *stmt; /* a prepared statement's name, or NULL */
 	char *sql;
 	int nparams;
 	char **values;
@@ -36,8 +38,11 @@ struct pgconn {
 	short io_flags;
 	uint64_t backoff_ms;
 	bool sent;	/* the head query has been sent */
+	bool preparing; /* what was sent is its statement's PREPARE */
 	PGresult *last; /* its latest result so far */
 	struct pgquery *head, *tail;
+	const char *prepared[PGCONN_MAX_PREPARED]; /* on this connection */
+	int nprepared;
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -91,6 +96,8 @@ static void lost(struct pgconn *c, const char *why)
 	PQfinish(c->conn);
 	c->conn = NULL;
 	c->state = PGCONN_DOWN;
+	c->preparing = false;
+	c->nprepared = 0;
 	log_warn("database connection %s down: %s (retrying in %llu ms)", c->name, why,
 		 (unsigned long long)c->backoff_ms);
 	timer_arm(c, c->backoff_ms);
@@ -114,13 +121,31 @@ static void conn_error(struct pgconn *c)
 	lost(c, msg);
 }
 
+static bool is_prepared(const struct pgconn *c, const char *stmt)
+{
+	for (int i = 0; i < c->nprepared; i++)
+		if (c->prepared[i] == stmt)
+			return true;
+	return false;
+}
+
+/* A named statement is prepared on first use on each connection: its
+ * PREPARE goes out first, and the query itself once that succeeded. */
 static void send_next(struct pgconn *c)
 {
 	if (c->state != PGCONN_UP || c->sent || !c->head)
 		return;
 	struct pgquery *q = c->head;
-	if (!PQsendQueryParams(c->conn, q->sql, q->nparams, NULL, (const char *const *)q->values,
-			       NULL, NULL, 0)) {
+	const char *const *v = (const char *const *)q->values;
+	int ok;
+	c->preparing = q->stmt && !is_prepared(c, q->stmt);
+	if (c->preparing)
+		ok = PQsendPrepare(c->conn, q->stmt, q->sql, q->nparams, NULL);
+	else if (q->stmt)
+		ok = PQsendQueryPrepared(c->conn, q->stmt, q->nparams, v, NULL, NULL, 0);
+	else
+		ok = PQsendQueryParams(c->conn, q->sql, q->nparams, NULL, v, NULL, NULL, 0);
+	if (!ok) {
 		conn_error(c);
 		return;
 	}
@@ -131,6 +156,25 @@ static void send_next(struct pgconn *c)
 		conn_error(c);
 	else
 		watch(c, f ? EV_READ | EV_WRITE : EV_READ);
+}
+
+/* The PREPARE of the head query ended: send the query, or hand it the
+ * PREPARE's error as its result. Returns true when the query was sent. */
+static bool prepared(struct pgconn *c)
+{
+	c->preparing = false;
+	if (PQresultStatus(c->last) != PGRES_COMMAND_OK)
+		return false;
+	if (c->nprepared < PGCONN_MAX_PREPARED)
+		c->prepared[c->nprepared++] = c->head->stmt;
+	else
+		log_warn("database connection %s: more than %d prepared statements", c->name,
+			 PGCONN_MAX_PREPARED);
+	PQclear(c->last);
+	c->last = NULL;
+	c->sent = false;
+	send_next(c);
+	return true;
 }
 
 static void poll_connect(struct pgconn *c)
@@ -203,6 +247,8 @@ static void read_input(struct pgconn *c)
 			continue;
 		}
 		evtimer_del(c->timer);
+		if (c->preparing && prepared(c))
+			return;
 		struct pgquery *q = query_pop(c);
 		PGresult *last = c->last;
 		c->last = NULL;
@@ -317,14 +363,15 @@ void pgconn_reconnect(struct pgconn *c)
 		lost(c, "reset by the dispatcher");
 }
 
-int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *values,
-		 pgconn_result_cb cb, void *arg)
+static int enqueue(struct pgconn *c, const char *stmt, const char *sql, int nparams,
+		   const char *const *values, pgconn_result_cb cb, void *arg)
 {
 	if (c->state != PGCONN_UP)
 		return -1;
 	struct pgquery *q = calloc(1, sizeof(*q));
 	if (!q)
 		return -1;
+	q->stmt = stmt;
 	q->sql = strdup(sql);
 	q->values = calloc((size_t)nparams + 1, sizeof(char *));
 	q->nparams = nparams;
@@ -346,4 +393,16 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 	c->tail = q;
 	send_next(c);
 	return 0;
+}
+
+int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *values,
+		 pgconn_result_cb cb, void *arg)
+{
+	return enqueue(c, NULL, sql, nparams, values, cb, arg);
+}
+
+int pgconn_query_prepared(struct pgconn *c, const char *stmt, const char *sql, int nparams,
+			  const char *const *values, pgconn_result_cb cb, void *arg)
+{
+	return enqueue(c, stmt, sql, nparams, values, cb, arg);
 }

@@ -11,14 +11,17 @@ static const char SQL_SCHEMA_VERSION[] = "SELECT max(version) FROM notification_
 
 /* $3: start after this id. The rows at the head of the index are the ones
  * just claimed and still in flight: walking over them (a heap fetch each) at
- * every claim made the claims of a 1M backlog cost twice those of 100k. */
+ * every claim made the claims of a 1M backlog cost twice those of 100k.
+ * The rows are locked in the subquery, so the UPDATE needs no second look at
+ * their lease; an id array (not a join with a CTE) plans in a third of the
+ * time and runs the UPDATE as one index scan. */
+static const char STMT_CLAIM_NEW[] = "s3o_claim_new";
 static const char SQL_CLAIM_NEW[] =
-    "WITH c AS (SELECT id FROM notification_outbox"
-    " WHERE NOT fanned_out AND id > $3 AND (lease_until IS NULL OR lease_until < now())"
-    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
-    " UPDATE notification_outbox o"
+    "UPDATE notification_outbox o"
     " SET lease_until = now() + $2 * interval '1 millisecond', claim_token = gen_random_uuid()"
-    " FROM c WHERE o.id = c.id"
+    " WHERE o.id = ANY(ARRAY(SELECT id FROM notification_outbox"
+    " WHERE NOT fanned_out AND id > $3 AND (lease_until IS NULL OR lease_until < now())"
+    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))"
     " RETURNING o.id, o.claim_token, o.event_id, o.event_type, o.subject, o.source,"
     " o.data::text, (extract(epoch FROM o.created_at) * 1000000)::bigint";
 
@@ -80,9 +83,12 @@ static const char SQL_CLEANUP[] =
     "DELETE FROM notification_outbox o WHERE fanned_out"
     " AND NOT EXISTS (SELECT 1 FROM notification_delivery d WHERE d.outbox_id = o.id)";
 
+/* Every claimed row has a token of its own (gen_random_uuid()), so a row
+ * whose id and token are both in the lists is one of the pairs. */
+static const char STMT_NEW_DONE[] = "s3o_new_done";
 static const char SQL_NEW_DONE[] =
-    "DELETE FROM notification_outbox o USING unnest($1::bigint[], $2::uuid[]) AS s(id, token)"
-    " WHERE o.id = s.id AND o.claim_token = s.token";
+    "DELETE FROM notification_outbox"
+    " WHERE id = ANY($1::bigint[]) AND claim_token = ANY($2::uuid[])";
 
 static const char SQL_NEW_RELEASE[] =
     "UPDATE notification_outbox o SET lease_until = NULL, claim_token = NULL"
@@ -367,14 +373,17 @@ static void settle_result_cb(PGresult *res, void *arg)
 	settle_unref(s);
 }
 
-static void settle_send(struct pgconn *c, struct settle_ctx *s, const char *sql,
+/* stmt: the name to prepare sql under, or NULL */
+static void settle_send(struct pgconn *c, struct settle_ctx *s, const char *stmt, const char *sql,
 			struct store_batch *b, int first, int count)
 {
 	const char *v[9];
 	for (int i = 0; i < count; i++)
 		v[i] = arr_text(&b->a[first + i]);
 	s->refs++;
-	if (pgconn_query(c, sql, count, v, settle_result_cb, s) != 0) {
+	int rc = stmt ? pgconn_query_prepared(c, stmt, sql, count, v, settle_result_cb, s)
+		      : pgconn_query(c, sql, count, v, settle_result_cb, s);
+	if (rc != 0) {
 		s->refs--;
 		s->ok = false;
 	}
@@ -389,13 +398,13 @@ int store_settle(struct pgconn *c, const struct store_batch *cb_batch, store_set
 	if (!s)
 		return -1;
 	if (b->a[A_DONE_ID].n)
-		settle_send(c, s, SQL_NEW_DONE, b, A_DONE_ID, 2);
+		settle_send(c, s, STMT_NEW_DONE, SQL_NEW_DONE, b, A_DONE_ID, 2);
 	if (b->a[A_FAN_ID].n)
-		settle_send(c, s, SQL_NEW_FANOUT, b, A_FAN_ID, 7);
+		settle_send(c, s, NULL, SQL_NEW_FANOUT, b, A_FAN_ID, 7);
 	if (b->a[A_REL_ID].n)
-		settle_send(c, s, SQL_NEW_RELEASE, b, A_REL_ID, 2);
+		settle_send(c, s, NULL, SQL_NEW_RELEASE, b, A_REL_ID, 2);
 	if (b->a[A_RDONE_ID].n || b->a[A_AGAIN_ID].n)
-		settle_send(c, s, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9);
+		settle_send(c, s, NULL, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9);
 	settle_unref(s);
 	return 0;
 }
@@ -415,7 +424,10 @@ int store_renew(struct pgconn *c, const struct store_batch *cb_batch, uint64_t l
 
 int store_session_setup(struct pgconn *c, pgconn_result_cb cb, void *arg)
 {
-	return pgconn_query(c, "SET synchronous_commit = off", 0, NULL, cb, arg);
+	return pgconn_query(c,
+			    "SELECT set_config('synchronous_commit', 'off', false),"
+			    " set_config('plan_cache_mode', 'force_custom_plan', false)",
+			    0, NULL, cb, arg);
 }
 
 int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
@@ -431,7 +443,7 @@ int store_claim_new(struct pgconn *c, unsigned limit, int64_t after_id, uint64_t
 	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
 	snprintf(after, sizeof(after), "%" PRId64, after_id);
 	const char *v[] = {lim, lease, after};
-	return pgconn_query(c, SQL_CLAIM_NEW, 3, v, cb, arg);
+	return pgconn_query_prepared(c, STMT_CLAIM_NEW, SQL_CLAIM_NEW, 3, v, cb, arg);
 }
 
 static const char *names_array(struct arr *a, const char *const *names, size_t n)

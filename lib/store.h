@@ -31,7 +31,10 @@ enum store_col {
 /* For a connection that claims or settles: its commits no longer wait for
  * the WAL flush. Only a PostgreSQL crash can lose such a commit (within
  * about 3 x wal_writer_delay), and a lost claim or settlement is made again:
- * a duplicate delivery, never a lost event. */
+ * a duplicate delivery, never a lost event. And its prepared statements are
+ * planned at every run for the values given (plan_cache_mode =
+ * force_custom_plan): a generic plan made while the outbox was empty stayed
+ * a bad one once it filled. */
 int store_session_setup(struct pgconn *c, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));
 /* One row: the highest applied schema version (the query fails when the

@@ -284,7 +284,7 @@ def test_bookkeeping_commits_do_not_wait_for_the_flush(ctx):
     r = ctx.receiver()
     cfg = make_config([("hook", {"url": r.url("/hook"), "events": "*"})], sweep_interval="60s")
     ctx.daemon(cfg).start()
-    setup = "SET synchronous_commit = off"
+    setup = "SELECT set_config('synchronous_commit', 'off', false), set_config('plan_cache_mode', 'force_custom_plan', false)"
     wait_until(lambda: [b for b in ctx.db.daemon_backends() if (b.get("query") or "").strip() == setup], 10,
                "a daemon connection whose last statement is %r" % setup)
     row = ctx.db.insert_one("test.flush", "f")

@@ -75,12 +75,11 @@ SELECT is((SELECT max(version) FROM notification_schema_version), 6,
 SELECT is((SELECT count(*) FROM notification_outbox), :n0::bigint + 4,
 	  'the dispatcher can SELECT the outbox');
 SELECT lives_ok($$
-	WITH c AS (SELECT id FROM notification_outbox
-		    WHERE NOT fanned_out AND (lease_until IS NULL OR lease_until < now())
-		    ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED)
 	UPDATE notification_outbox o SET lease_until = now() + interval '30 s',
 	       claim_token = '11111111-2222-4333-8444-555555555555'
-	  FROM c WHERE o.id = c.id$$,
+	 WHERE o.id = ANY(ARRAY(SELECT id FROM notification_outbox
+		    WHERE NOT fanned_out AND (lease_until IS NULL OR lease_until < now())
+		    ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED))$$,
 	'the dispatcher can claim with FOR UPDATE SKIP LOCKED and UPDATE');
 SELECT lives_ok($$
 	INSERT INTO notification_delivery (outbox_id, endpoint, attempts, due_at, last_error)
