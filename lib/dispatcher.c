@@ -116,6 +116,11 @@ struct dispatcher {
 	 * a delivered job's slot does not wait behind a claim (and the two run
 	 * on two backends at once); LISTEN and the busy lock on listen. */
 	struct pgconn *work, *settle, *listen;
+	/* listen_url is set apart from url, which is then taken for a
+	 * transaction pooler: no session state (settings, prepared statements)
+	 * on work and settle, which would stay on a server session that other
+	 * clients' transactions use next. */
+	bool pooled;
 	struct http *http;
 	struct event *sweep_timer, *retry_timer, *shutdown_timer, *kick_ev, *claim_timer;
 	struct event *renew_timer, *settle_timer;
@@ -997,7 +1002,7 @@ static void session_setup_cb(PGresult *res, void *arg)
 static void work_up_cb(void *arg)
 {
 	struct dispatcher *d = arg;
-	if (store_session_setup(d->work, session_setup_cb, d) != 0 ||
+	if ((!d->pooled && store_session_setup(d->work, session_setup_cb, d) != 0) ||
 	    store_schema_version(d->work, schema_cb, d) != 0)
 		pgconn_reconnect(d->work);
 }
@@ -1005,7 +1010,7 @@ static void work_up_cb(void *arg)
 static void settle_up_cb(void *arg)
 {
 	struct dispatcher *d = arg;
-	if (store_session_setup(d->settle, session_setup_cb, d) != 0)
+	if (!d->pooled && store_session_setup(d->settle, session_setup_cb, d) != 0)
 		pgconn_reconnect(d->settle);
 	schedule_kick(d); /* settlements that waited for it */
 }
@@ -1305,6 +1310,7 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	d->work = pgconn_new(base, cfg->database_url, "work", qt, &wcb, d);
 	d->settle = pgconn_new(base, cfg->database_url, "settle", qt, &scb, d);
 	d->listen = pgconn_new(base, listen_url, "listen", qt, &lcb, d);
+	d->pooled = strcmp(listen_url, cfg->database_url) != 0;
 	d->http = http_new(base, cfg->max_in_flight);
 	d->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, d);
 	d->retry_timer = evtimer_new(base, retry_timer_cb, d);
@@ -1320,6 +1326,12 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 		goto fail;
 	if (histogram_init(&d->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0])) != 0)
 		goto fail;
+	if (d->pooled) {
+		pgconn_unnamed_only(d->work);
+		pgconn_unnamed_only(d->settle);
+		log_info("listen_url is set, so url is taken for a transaction pooler: no session "
+			 "settings and no prepared statements on it");
+	}
 	for (size_t i = 0; i < d->neps; i++) /* the name only: a URL may hold a password */
 		log_info("endpoint %s: POSTs through %s", d->eps[i].cfg->name,
 			 http_builtin(d->http, d->eps[i].cfg->url)

@@ -43,6 +43,7 @@ struct pgconn {
 	struct pgquery *head, *tail;
 	const char *prepared[PGCONN_MAX_PREPARED]; /* on this connection */
 	int nprepared;
+	bool unnamed_only; /* pgconn_unnamed_only() */
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -357,6 +358,11 @@ void pgconn_reset_backoff(struct pgconn *c)
 	c->backoff_ms = PGCONN_BACKOFF_MIN_MS;
 }
 
+void pgconn_unnamed_only(struct pgconn *c)
+{
+	c->unnamed_only = true;
+}
+
 void pgconn_reconnect(struct pgconn *c)
 {
 	if (c->state != PGCONN_DOWN)
@@ -371,7 +377,7 @@ static int enqueue(struct pgconn *c, const char *stmt, const char *sql, int npar
 	struct pgquery *q = calloc(1, sizeof(*q));
 	if (!q)
 		return -1;
-	q->stmt = stmt;
+	q->stmt = c->unnamed_only ? NULL : stmt;
 	q->sql = strdup(sql);
 	q->values = calloc((size_t)nparams + 1, sizeof(char *));
 	q->nparams = nparams;

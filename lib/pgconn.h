@@ -33,6 +33,10 @@ void pgconn_start(struct pgconn *c);
 bool pgconn_is_up(const struct pgconn *c);
 /* Call once the connection proved useful (e.g. LISTEN succeeded). */
 void pgconn_reset_backoff(struct pgconn *c);
+/* Run pgconn_query_prepared() queries as unnamed ones: for a connection
+ * through a transaction pooler, whose next transaction may run on another
+ * server session, where the statement was never prepared. */
+void pgconn_unnamed_only(struct pgconn *c);
 /* Drop the connection and reconnect after the backoff (e.g. a failed query). */
 void pgconn_reconnect(struct pgconn *c);
 

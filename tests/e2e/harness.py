@@ -571,6 +571,7 @@ def daemon_version():
 def make_config(
     endpoints,
     database_url="",
+    listen_url=None,
     source=DEFAULT_SOURCE,
     sweep_interval="2s",
     lease=None,
@@ -583,7 +584,10 @@ def make_config(
     extra_dispatcher=None,
 ):
     """INI text. endpoints: list of (name, {key: value}) in order."""
-    lines = ["[database]", "url = %s" % database_url, "", "[dispatcher]", "source = %s" % source]
+    lines = ["[database]", "url = %s" % database_url]
+    if listen_url is not None:
+        lines.append("listen_url = %s" % listen_url)
+    lines += ["", "[dispatcher]", "source = %s" % source]
     lines.append("sweep_interval = %s" % sweep_interval)
     for k, v in (("lease", lease), ("batch_size", batch_size), ("max_in_flight", max_in_flight), ("shutdown_timeout", shutdown_timeout)):
         if v is not None:
