@@ -16,6 +16,7 @@ enum pgconn_state { PGCONN_DOWN, PGCONN_CONNECTING, PGCONN_UP };
 struct pgquery {
 	struct pgquery *next;
 	const char *stmt; /* a prepared statement's name, or NULL */
+	bool retried;	  /* prepared again after its statement went stale */
 	char *sql;
 	int nparams;
 	char **values;
@@ -43,7 +44,8 @@ struct pgconn {
 	struct pgquery *head, *tail;
 	const char *prepared[PGCONN_MAX_PREPARED]; /* on this connection */
 	int nprepared;
-	bool unnamed_only; /* pgconn_unnamed_only() */
+	unsigned prepared_gen; /* in the server-side names: see stale() */
+	bool unnamed_only;     /* pgconn_unnamed_only() */
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -130,6 +132,14 @@ static bool is_prepared(const struct pgconn *c, const char *stmt)
 	return false;
 }
 
+/* The server-side name of q's statement. */
+static const char *server_name(const struct pgconn *c, const struct pgquery *q, char *buf,
+			       size_t len)
+{
+	snprintf(buf, len, "%s_%u", q->stmt, c->prepared_gen);
+	return buf;
+}
+
 /* A named statement is prepared on first use on each connection: its
  * PREPARE goes out first, and the query itself once that succeeded. */
 static void send_next(struct pgconn *c)
@@ -138,12 +148,15 @@ static void send_next(struct pgconn *c)
 		return;
 	struct pgquery *q = c->head;
 	const char *const *v = (const char *const *)q->values;
+	char name[96];
 	int ok;
 	c->preparing = q->stmt && !is_prepared(c, q->stmt);
 	if (c->preparing)
-		ok = PQsendPrepare(c->conn, q->stmt, q->sql, q->nparams, NULL);
+		ok = PQsendPrepare(c->conn, server_name(c, q, name, sizeof(name)), q->sql,
+				   q->nparams, NULL);
 	else if (q->stmt)
-		ok = PQsendQueryPrepared(c->conn, q->stmt, q->nparams, v, NULL, NULL, 0);
+		ok = PQsendQueryPrepared(c->conn, server_name(c, q, name, sizeof(name)), q->nparams,
+					 v, NULL, NULL, 0);
 	else
 		ok = PQsendQueryParams(c->conn, q->sql, q->nparams, NULL, v, NULL, NULL, 0);
 	if (!ok) {
@@ -171,6 +184,31 @@ static bool prepared(struct pgconn *c)
 	else
 		log_warn("database connection %s: more than %d prepared statements", c->name,
 			 PGCONN_MAX_PREPARED);
+	PQclear(c->last);
+	c->last = NULL;
+	c->sent = false;
+	send_next(c);
+	return true;
+}
+
+/* The head query ran a prepared statement that is gone from the session
+ * (26000: DEALLOCATE or DISCARD ALL ran there) or whose result columns a
+ * change of the table altered (0A000: "cached plan must not change result
+ * type", which stays so for the life of the statement). Both failed before
+ * doing anything: the statements are prepared again under new names and the
+ * query runs once more. Returns true when it was sent again. */
+static bool stale(struct pgconn *c)
+{
+	struct pgquery *q = c->head;
+	const char *state = PQresultErrorField(c->last, PG_DIAG_SQLSTATE);
+	if (!q->stmt || q->retried || !state ||
+	    (strcmp(state, "26000") != 0 && strcmp(state, "0A000") != 0))
+		return false;
+	log_warn("database connection %s: preparing its statements again (%s)", c->name,
+		 PQresultErrorField(c->last, PG_DIAG_MESSAGE_PRIMARY));
+	q->retried = true;
+	c->nprepared = 0;
+	c->prepared_gen++;
 	PQclear(c->last);
 	c->last = NULL;
 	c->sent = false;
@@ -248,7 +286,7 @@ static void read_input(struct pgconn *c)
 			continue;
 		}
 		evtimer_del(c->timer);
-		if (c->preparing && prepared(c))
+		if (c->preparing ? prepared(c) : stale(c))
 			return;
 		struct pgquery *q = query_pop(c);
 		PGresult *last = c->last;

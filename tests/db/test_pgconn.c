@@ -2,8 +2,11 @@
  * pgconn's prepared statements against a real PostgreSQL (the PG*
  * environment, run through tests/with-db): a statement is prepared once per
  * connection and reused, a failed PREPARE is the query's own result and
- * leaves the connection usable (and is tried again next time), and after a
- * reconnect the statement is prepared again on the new session. Every wait
+ * leaves the connection usable (and is tried again next time), a statement
+ * that went stale (deallocated, or its table's columns changed type) is
+ * prepared again and the query runs, an ordinary error is the query's own,
+ * and after a reconnect the statement is prepared again on the new session.
+ * Every wait
  * runs the libevent loop with a deadline; an alarm() watchdog ends the
  * process if anything hangs.
  */
@@ -26,6 +29,10 @@ static const char STMT_ADD[] = "test_add";
 static const char SQL_ADD[] = "SELECT $1::int + 1";
 static const char STMT_BAD[] = "test_bad";
 static const char SQL_BAD[] = "SELECT count(*) FROM test_pgconn_no_such_table";
+static const char STMT_COL[] = "test_col";
+static const char SQL_COL[] = "SELECT x FROM test_pgconn_t";
+static const char STMT_DIV[] = "test_div";
+static const char SQL_DIV[] = "SELECT 10 / $1::int";
 
 struct test {
 	struct event_base *base;
@@ -160,8 +167,32 @@ int main(void)
 	check(&t, ok && strcmp(t.value, "2") == 0, "a prepared statement runs", t.value);
 	ok = run(&t, STMT_ADD, SQL_ADD, "41");
 	check(&t, ok && strcmp(t.value, "42") == 0, "it runs again with other values", t.err);
-	ok = run(&t, NULL, "SELECT count(*) FROM pg_prepared_statements WHERE name = $1", STMT_ADD);
+	ok = run(&t, NULL, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE $1 || '%'",
+		 STMT_ADD);
 	check(&t, ok && strcmp(t.value, "1") == 0, "the session holds it once", t.value);
+
+	/* Gone from the session behind pgconn's back: prepared again. */
+	ok = run(&t, NULL, "DEALLOCATE ALL", NULL);
+	ok = ok && run(&t, STMT_ADD, SQL_ADD, "4");
+	check(&t, ok && strcmp(t.value, "5") == 0, "after DEALLOCATE ALL it is prepared again",
+	      t.err);
+
+	/* Its result type changed with the table: prepared again (under a new
+	 * name: the stale one cannot be replaced). */
+	ok = run(&t, NULL, "CREATE TABLE test_pgconn_t AS SELECT 7::int AS x", NULL);
+	ok = ok && run(&t, STMT_COL, SQL_COL, NULL);
+	check(&t, ok && strcmp(t.value, "7") == 0, "a statement over a table runs", t.err);
+	ok = run(&t, NULL, "ALTER TABLE test_pgconn_t ALTER x TYPE text", NULL);
+	ok = ok && run(&t, STMT_COL, SQL_COL, NULL);
+	check(&t, ok && t.status == PGRES_TUPLES_OK && strcmp(t.value, "7") == 0,
+	      "after its column changed type it is prepared again", t.err);
+
+	/* An error of the statement itself is the query's result. */
+	ok = run(&t, STMT_DIV, SQL_DIV, "0");
+	check(&t, ok && t.status == PGRES_FATAL_ERROR && strstr(t.err, "division by zero"),
+	      "an ordinary error is the query's result", t.err);
+	ok = run(&t, STMT_DIV, SQL_DIV, "5");
+	check(&t, ok && strcmp(t.value, "2") == 0, "and the statement runs next time", t.err);
 
 	/* A failed PREPARE is the query's result, twice: it is not taken for
 	 * prepared (the second would then fail as "does not exist"). */
