@@ -172,6 +172,15 @@ static void send_next(struct pgconn *c)
 		watch(c, f ? EV_READ | EV_WRITE : EV_READ);
 }
 
+/* Drop what the head query's last step returned and send its next step. */
+static void send_again(struct pgconn *c)
+{
+	PQclear(c->last);
+	c->last = NULL;
+	c->sent = false;
+	send_next(c);
+}
+
 /* The PREPARE of the head query ended: send the query, or hand it the
  * PREPARE's error as its result. Returns true when the query was sent. */
 static bool prepared(struct pgconn *c)
@@ -184,10 +193,7 @@ static bool prepared(struct pgconn *c)
 	else
 		log_warn("database connection %s: more than %d prepared statements", c->name,
 			 PGCONN_MAX_PREPARED);
-	PQclear(c->last);
-	c->last = NULL;
-	c->sent = false;
-	send_next(c);
+	send_again(c);
 	return true;
 }
 
@@ -209,10 +215,7 @@ static bool stale(struct pgconn *c)
 	q->retried = true;
 	c->nprepared = 0;
 	c->prepared_gen++;
-	PQclear(c->last);
-	c->last = NULL;
-	c->sent = false;
-	send_next(c);
+	send_again(c);
 	return true;
 }
 

@@ -82,6 +82,16 @@ def wait_until(pred, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
 def percentile(values, p):
     s = sorted(values)
     if not s:

@@ -4,13 +4,12 @@ never reach the log or /metrics."""
 
 import os
 import signal
-import socket
 import sys
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, check_eq, make_config, run, wait_until  # noqa: E402
+from harness import check, check_eq, free_port, make_config, run, wait_until  # noqa: E402
 
 
 def test_unknown_endpoint_stays_queued(ctx):
@@ -62,14 +61,6 @@ def test_second_signal_exits_at_once(ctx):
     check_eq("1", ctx.db.scalar("SELECT count(*) FROM notification_outbox WHERE event_id = '%s'" % row["event_id"]),
              "the event is still queued for its lease to expire")
     check(any("second signal" in l.get("message", "") for l in d.log()), "the log says why", "a 'second signal' line", d.log_tail(5))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_secrets_never_logged(ctx):

@@ -14,17 +14,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DB, PsqlSession, _live_procs, check, check_eq, make_config, run, wait_until  # noqa: E402
+from harness import DB, PsqlSession, _live_procs, check, check_eq, free_port, make_config, run, wait_until  # noqa: E402
 
 POOL_SIZE = 2
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def conninfo(**kv):

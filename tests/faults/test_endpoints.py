@@ -29,6 +29,7 @@ from harness import (  # noqa: E402
     audit_lines,
     check,
     check_eq,
+    free_port,
     make_config,
     run,
     verify_signature,
@@ -41,15 +42,6 @@ SECRET = "faults-secret"
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def gaps(times):
