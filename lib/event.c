@@ -26,6 +26,15 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 
 /* Instants outside the years 0000..9999, which RFC 3339 cannot write, are
  * clamped to the first or last representable microsecond. */
+/* The last `width` decimal digits of v, zero-padded, at p. */
+static void put_digits(char *p, unsigned v, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
 void event_format_time(int64_t unix_us, char *buf, size_t n)
 {
 	if (buf == NULL || n == 0)
@@ -60,8 +69,27 @@ void event_format_time(int64_t unix_us, char *buf, size_t n)
 		frac = US_PER_SEC - 1;
 	}
 
-	snprintf(buf, n, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", (int)year, month, day,
-		 (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)frac);
+	/* Written digit by digit: snprintf here was a tenth of the daemon's
+	 * instructions per delivery (callgrind, 100k drain). */
+	char t[sizeof("0000-00-00T00:00:00.000000Z")];
+	put_digits(t, (unsigned)year, 4);
+	t[4] = '-';
+	put_digits(t + 5, month, 2);
+	t[7] = '-';
+	put_digits(t + 8, day, 2);
+	t[10] = 'T';
+	put_digits(t + 11, (unsigned)(sod / 3600), 2);
+	t[13] = ':';
+	put_digits(t + 14, (unsigned)(sod / 60 % 60), 2);
+	t[16] = ':';
+	put_digits(t + 17, (unsigned)(sod % 60), 2);
+	t[19] = '.';
+	put_digits(t + 20, (unsigned)frac, 6);
+	t[26] = 'Z';
+	t[27] = '\0';
+	size_t len = n - 1 < sizeof(t) - 1 ? n - 1 : sizeof(t) - 1;
+	memcpy(buf, t, len);
+	buf[len] = '\0';
 }
 
 /* Text from the producer's columns need not be UTF-8 (a SQL_ASCII database stores
