@@ -47,8 +47,8 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 /* The same through a named prepared statement: it skips the parsing and
  * analysis of sql at every run (each run is still planned for its values
  * when the session sets plan_cache_mode = force_custom_plan). stmt is told
- * apart by its address, so pass the same constant string every time. A
- * failed PREPARE is the query's result. */
+ * apart by its address, so pass the same constant string every time; NULL
+ * runs sql as pgconn_query() does. A failed PREPARE is the query's result. */
 int pgconn_query_prepared(struct pgconn *c, const char *stmt, const char *sql, int nparams,
 			  const char *const *values, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));

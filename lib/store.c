@@ -392,9 +392,7 @@ static void settle_send(struct pgconn *c, struct settle_ctx *s, const char *stmt
 	for (int i = 0; i < count; i++)
 		v[i] = arr_text(&b->a[first + i]);
 	s->refs++;
-	int rc = stmt ? pgconn_query_prepared(c, stmt, sql, count, v, settle_result_cb, s)
-		      : pgconn_query(c, sql, count, v, settle_result_cb, s);
-	if (rc != 0) {
+	if (pgconn_query_prepared(c, stmt, sql, count, v, settle_result_cb, s) != 0) {
 		s->refs--;
 		s->ok = false;
 	}
