@@ -1,0 +1,70 @@
+/* dispatcher_lease: work can wait in memory for its endpoint's slots, its
+ * POST and its settlement; the leases of what is still held are renewed
+ * before they expire, and a row found claimed by another is marked lost. */
+#include "dispatcher_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void renew_result_cb(PGresult *res, void *arg)
+{
+	struct dispatcher *d = arg;
+	bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		log_warn("lease renewal failed: %s",
+			 res ? PQresultErrorMessage(res) : "connection lost");
+	for (int i = 0; ok && i < PQntuples(res); i++) {
+		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		const char *ep = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+		for (struct job *j = d->jobs; j; j = j->next) {
+			if (j->renewing && j->id == id && j->retry == (ep != NULL) &&
+			    (!ep || strcmp(ep, j->del[0].ep->cfg->name) == 0)) {
+				/* From when it was sent: the database set it later. */
+				j->leased_ms = d->renewal_sent_ms;
+				j->renewing = false;
+				break;
+			}
+		}
+	}
+	/* Rows a successful renewal did not return are no longer ours. */
+	for (struct job *j = d->jobs; j; j = j->next) {
+		if (j->renewing && ok)
+			j->lost = true;
+		j->renewing = false;
+	}
+	store_batch_free(d->renewal);
+	d->renewal = NULL;
+}
+
+/* Work can wait in memory for its endpoint's slots, then for its POST and
+ * its settlement: keep the leases of everything still held from expiring,
+ * or another claim (ours too) would take the rows and send them again. */
+void renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dispatcher *d = arg;
+	if (d->renewal || !pgconn_is_up(d->work))
+		return;
+	uint64_t now = now_ms();
+	struct store_batch *b = NULL;
+	for (struct job *j = d->jobs; j; j = j->next) {
+		if (now - j->leased_ms < d->cfg->lease_ms / 2)
+			continue;
+		if (!b && !(b = store_batch_new()))
+			return;
+		if (j->retry)
+			store_batch_renew_retry(b, j->id, j->del[0].ep->cfg->name, j->token);
+		else
+			store_batch_renew_new(b, j->id, j->token);
+		j->renewing = true;
+	}
+	if (!b)
+		return;
+	d->renewal = b;
+	d->renewal_sent_ms = now;
+	if (store_renew(d->work, b, d->cfg->lease_ms, renew_result_cb, d) != 0)
+		renew_result_cb(NULL, d);
+}
