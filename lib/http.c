@@ -1,10 +1,9 @@
 #include "http.h"
 
-#include <ctype.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <event2/event_struct.h>
 
@@ -20,7 +19,6 @@ struct http_xfer {
 	struct curl_slist extra; /* links the per-request header before the shared ones */
 	char extra_buf[128];
 	char retry_after[64];
-	bool has_retry_after;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -55,6 +53,26 @@ static void xfer_release(struct http *h, struct http_xfer *x)
 	h->free_list = x;
 }
 
+/* The final response's Retry-After, as libcurl read it (trimmed), into
+ * x->retry_after; the last one that fits when there are several. Copied
+ * now: the easy handle is reused as soon as the transfer is released. */
+static bool keep_retry_after(struct http_xfer *x)
+{
+	struct curl_header *hd;
+	if (curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK)
+		return false;
+	for (size_t i = hd->amount; i-- > 0;) {
+		if (curl_easy_header(x->easy, "Retry-After", i, CURLH_HEADER, -1, &hd) != CURLHE_OK)
+			continue;
+		size_t len = strlen(hd->value);
+		if (len < sizeof(x->retry_after)) {
+			memcpy(x->retry_after, hd->value, len + 1);
+			return true;
+		}
+	}
+	return false;
+}
+
 static void check_done(struct http *h)
 {
 	CURLMsg *msg;
@@ -69,7 +87,7 @@ static void check_done(struct http *h)
 		curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &r.seconds);
 		if (rc == CURLE_OK) {
 			curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r.status);
-			r.retry_after = x->has_retry_after ? x->retry_after : NULL;
+			r.retry_after = keep_retry_after(x) ? x->retry_after : NULL;
 		} else {
 			r.error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
 			r.aborted = rc == CURLE_ABORTED_BY_CALLBACK;
@@ -162,29 +180,6 @@ static size_t discard_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return size * nmemb;
 }
 
-/* Keep the Retry-After value; curl calls this once per header line. */
-static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
-{
-	struct http_xfer *x = userdata;
-	size_t n = size * nitems;
-	static const char name[] = "retry-after:";
-	if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
-		const char *v = buf + sizeof(name) - 1;
-		const char *end = buf + n;
-		while (v < end && isspace((unsigned char)*v))
-			v++;
-		while (end > v && isspace((unsigned char)end[-1]))
-			end--;
-		size_t len = (size_t)(end - v);
-		if (len < sizeof(x->retry_after)) {
-			memcpy(x->retry_after, v, len);
-			x->retry_after[len] = '\0';
-			x->has_retry_after = true;
-		}
-	}
-	return n;
-}
-
 struct http *http_new(struct event_base *base, unsigned max_connections)
 {
 	struct http *h = calloc(1, sizeof(*h));
@@ -263,7 +258,6 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	x->cb = cb;
 	x->may_send = req->may_send;
 	x->arg = arg;
-	x->has_retry_after = false;
 	x->errbuf[0] = '\0';
 
 	struct curl_slist *headers = (struct curl_slist *)req->headers;
@@ -292,8 +286,6 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	if (req->may_send) {
 		curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
 		curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
