@@ -24,8 +24,7 @@ struct http_xfer {
 
 struct http_sock {
 	struct event ev; /* assigned in place: curl changes what it waits for on
-			    every request, and an event_new/event_free each time
-			    showed in the profile */
+			    every request, and this spares an allocation each time */
 	short flags;	 /* of ev, 0 before the first assignment */
 };
 
