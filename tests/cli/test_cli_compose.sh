@@ -2,7 +2,7 @@
 # docker/: compose.yaml is valid (docker-compose config -q, no engine needed)
 # and refuses to start without HOOK_SECRET; compose.ini passes s3o-notifyd
 # --check-config; the Dockerfile's entrypoint and health check name commands
-# that exist. Skipped (exit 0) when docker-compose is not installed.
+# that exist. The docker-compose checks are skipped when it is not installed.
 set -u
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,7 +40,7 @@ if command -v docker-compose >/dev/null 2>&1; then
 		fi
 	done
 else
-	echo "skip docker-compose checks: docker-compose is not installed (scripts/install-deps installs it)"
+	skip "docker-compose checks" "docker-compose is not installed (scripts/install-deps installs it)"
 fi
 
 if HOOK_SECRET=test "$bindir/s3o-notifyd" --check-config -c "$root/docker/compose.ini" \

@@ -158,7 +158,7 @@ console.log(verify(secret, fs.readFileSync(file), header) ? "valid" : "INVALID")
 EOF
 	check_snippet node "node $tmp/verify.js"
 else
-	echo "skip README node snippet: node is not installed"
+	skip "README node snippet" "node is not installed"
 fi
 
 # Go: the snippet is a func verify(secret, body []byte, header string) bool.
@@ -179,7 +179,7 @@ if have_snippet go && command -v go >/dev/null 2>&1; then
 		fail "README go snippet compiles" "$(cat "$tmp/err")"
 	fi
 else
-	echo "skip README go snippet: go is not installed"
+	skip "README go snippet" "go is not installed"
 fi
 
 finish

@@ -45,7 +45,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 		fail "systemd-analyze verify" "$(cat "$tmp/out")"
 	fi
 else
-	echo "skip systemd-analyze verify: systemd is not installed"
+	skip "systemd-analyze verify" "systemd is not installed"
 fi
 
 finish

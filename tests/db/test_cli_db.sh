@@ -219,7 +219,7 @@ if command -v script >/dev/null 2>&1; then
 	sql_is "purge: e2 gone, e1 kept for gone" \
 		"SELECT string_agg(id::text, ',' ORDER BY id) FROM notification_outbox" "1,3,4,5,6"
 else
-	echo "skip purge at a prompt: script(1) is not installed"
+	skip "purge at a prompt" "script(1) is not installed"
 	psql -qX -c "DELETE FROM notification_delivery WHERE endpoint = 'storage';
 		DELETE FROM notification_outbox WHERE id = 2" >/dev/null
 fi

@@ -50,6 +50,18 @@ class Failure(Exception):
     """A test expectation that did not hold; the message says expected vs got."""
 
 
+# The exit status ctest reports as skipped (SKIP_RETURN_CODE in tests/CMakeLists.txt).
+SKIPPED = 77
+
+
+class Skip(Exception):
+    """The test cannot run here (a tool it needs is missing); the message says why."""
+
+
+def skip(why):
+    raise Skip(why)
+
+
 def check(cond, what, expected=None, got=None):
     if not cond:
         msg = what
@@ -927,7 +939,7 @@ class Ctx:
 
 def run(tests, watchdog=280):
     """Run the test functions (or those named on the command line) and exit
-    0 when all passed, 1 otherwise."""
+    1 when any failed, 77 (skipped) when every one was skipped, 0 otherwise."""
 
     def on_alarm(signum, frame):
         print("WATCHDOG: %s exceeded %d s; stack:" % (os.path.basename(sys.argv[0]), watchdog), flush=True)
@@ -947,6 +959,7 @@ def run(tests, watchdog=280):
     wanted = sys.argv[1:]
     selected = [t for t in tests if not wanted or t.__name__ in wanted]
     failed = []
+    skipped = []
     t_all = time.monotonic()
     for t in selected:
         ctx = Ctx(t.__name__)
@@ -954,8 +967,11 @@ def run(tests, watchdog=280):
         print("=== %s" % t.__name__, flush=True)
         t0 = time.monotonic()
         err = None
+        why_skipped = None
         try:
             t(ctx)
+        except Skip as e:
+            why_skipped = str(e)
         except Failure as e:
             err = "FAIL: %s" % e
         except Exception:
@@ -969,10 +985,18 @@ def run(tests, watchdog=280):
             failed.append(t.__name__)
             print("--- FAILED %s (%.1f s)" % (t.__name__, time.monotonic() - t0), flush=True)
         else:
-            print("--- ok %s (%.1f s)" % (t.__name__, time.monotonic() - t0), flush=True)
+            if why_skipped is not None:
+                skipped.append(t.__name__)
+                print("--- skipped %s: %s" % (t.__name__, why_skipped), flush=True)
+            else:
+                print("--- ok %s (%.1f s)" % (t.__name__, time.monotonic() - t0), flush=True)
             if not os.environ.get("S3O_E2E_KEEP"):
                 shutil.rmtree(ctx.tmpdir, ignore_errors=True)
         _current[:] = []
     _cleanup_all()
-    print("\n%d/%d passed in %.1f s%s" % (len(selected) - len(failed), len(selected), time.monotonic() - t_all, (": failed " + ", ".join(failed)) if failed else ""))
-    sys.exit(1 if failed else 0)
+    print("\n%d/%d passed in %.1f s%s%s" % (len(selected) - len(failed) - len(skipped), len(selected), time.monotonic() - t_all,
+                                          ", skipped " + ", ".join(skipped) if skipped else "",
+                                          ": failed " + ", ".join(failed) if failed else ""))
+    if failed:
+        sys.exit(1)
+    sys.exit(SKIPPED if selected and len(skipped) == len(selected) else 0)

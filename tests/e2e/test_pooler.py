@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DB, PsqlSession, _live_procs, check, check_eq, free_port, make_config, run, wait_until  # noqa: E402
+from harness import DB, PsqlSession, _live_procs, check, check_eq, free_port, make_config, run, skip, wait_until  # noqa: E402
 
 POOL_SIZE = 2
 
@@ -29,7 +29,8 @@ class PgBouncer:
 
     def __init__(self, ctx):
         exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        check(os.path.exists(exe), "pgbouncer is installed (scripts/install-deps)", exe, "not found")
+        if not os.path.exists(exe):
+            skip("pgbouncer is not installed (apt-get install pgbouncer, or run scripts/install-deps)")
         self.port = free_port()
         self.dir = os.path.join(ctx.tmpdir, "pgbouncer")
         os.makedirs(self.dir)

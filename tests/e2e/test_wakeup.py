@@ -14,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Failure, check, check_eq, make_config, percentile, run, wait_until  # noqa: E402
+from harness import Failure, check, check_eq, make_config, percentile, run, skip, wait_until  # noqa: E402
 
 SWEEP_S = 1.0
 SLACK_S = 0.5  # a claim round trip and a POST, on a loaded test machine
@@ -150,7 +150,7 @@ def test_no_lost_wakeup(ctx):
 def pgbench_bin():
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))
     if not found:
-        raise Failure("pgbench not found under /usr/lib/postgresql/*/bin (package postgresql)")
+        skip("pgbench not found under /usr/lib/postgresql/*/bin (package postgresql)")
     return found[-1]
 
 

@@ -7,7 +7,8 @@
 # committed input is run before fuzzing starts. SECONDS 0 runs the corpus once
 # and stops. Exits non-zero on a crash, a leak, a failed check, a timeout or an
 # out-of-memory; the input is saved under WORKDIR/TARGET/artifacts and the
-# command to replay it is printed.
+# command to replay it is printed. Exits 77 (ctest: skipped) when clang or its
+# libFuzzer runtime is not installed.
 set -eu
 if [ $# -lt 2 ]; then
 	echo "usage: $0 TARGET SECONDS [WORKDIR]" >&2
@@ -33,8 +34,8 @@ fuzz_http_response) srcs="lib/http_response.c" pkgs="" ;;
 esac
 
 if ! command -v "$CLANG" >/dev/null 2>&1; then
-	echo "$0: $CLANG not found: apt-get install clang (or run scripts/install-deps)" >&2
-	exit 1
+	echo "skipped: $CLANG not found: apt-get install clang (or run scripts/install-deps)"
+	exit 77
 fi
 mkdir -p "$work"
 # The libFuzzer and sanitizer runtimes are a separate Debian package that
@@ -42,8 +43,8 @@ mkdir -p "$work"
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n); int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }' >"$work/probe.c"
 if ! "$CLANG" -fsanitize=fuzzer,address,undefined "$work/probe.c" -o "$work/probe" 2>"$work/probe.log"; then
 	cat "$work/probe.log" >&2
-	echo "$0: clang cannot link -fsanitize=fuzzer: apt-get install libclang-rt-$("$CLANG" -dumpversion | cut -d. -f1)-dev" >&2
-	exit 1
+	echo "skipped: $CLANG cannot link -fsanitize=fuzzer: apt-get install libclang-rt-$("$CLANG" -dumpversion | cut -d. -f1)-dev"
+	exit 77
 fi
 
 set -- -std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
