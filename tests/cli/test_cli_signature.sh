@@ -1,13 +1,13 @@
 #!/bin/sh
 # Signatures: s3o-notify verify and sign against known vectors (GitHub's
-# documented example), and the README's verification snippets (openssl,
-# Python, Node, Go: each run when its tool is installed) against sign_body's
-# output. The snippets are taken from README.md itself: the fenced block after
-# a line "<!-- snippet:NAME -->".
+# documented example), and the verification snippets of docs/receiving.md
+# (openssl, Python, Node, Go: each run when its tool is installed) against
+# sign_body's output. The snippets are taken from that page itself: the fenced
+# block after a line "<!-- snippet:NAME -->".
 set -u
 
 bin="${S3O_BIN_DIR:?S3O_BIN_DIR is not set}/s3o-notify"
-readme="$(cd "$(dirname "$0")/../.." && pwd)/README.md"
+doc="$(cd "$(dirname "$0")/../.." && pwd)/docs/receiving.md"
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
@@ -74,16 +74,16 @@ expect "verify: a body with a NUL byte" 0 "signature ok" "$bin" verify --secret 
 printf 'a' >"$tmp/body"
 expect "verify: the body cut at the NUL" 1 "" "$bin" verify --secret k --signature "$nul"
 
-# ---- the README's snippets, against sign_body (s3o-notify sign) ----
+# ---- the snippets of docs/receiving.md, against sign_body (s3o-notify sign) ----
 
-# snippet NAME: the fenced block after "<!-- snippet:NAME -->" in README.md.
+# snippet NAME: the fenced block after "<!-- snippet:NAME -->" in docs/receiving.md.
 snippet() {
 	awk -v marker="<!-- snippet:$1 -->" '
 		$0 == marker { found = 1; next }
 		found == 1 && /^```/ { found = 2; next }
 		found == 2 && /^```/ { exit }
 		found == 2 { print }
-	' "$readme"
+	' "$doc"
 }
 
 # Cases: a CloudEvent with UTF-8, a secret with shell-special characters.
@@ -105,17 +105,17 @@ check_snippet() {
 		[ "$bad" = "$sig" ] && bad=$(printf '%s' "$sig" | sed 's/.$/1/')
 		got=$($watchdog $runner "$secret" "$body" "$sig" 2>"$tmp/err")
 		if [ "$got" != "valid" ]; then
-			fail "README $name snippet accepts sign_body's signature (case $c)" \
+			fail "$name snippet accepts sign_body's signature (case $c)" \
 				"expected: valid" "got:      $got" "stderr:   $(cat "$tmp/err")"
 		else
-			pass "README $name snippet accepts sign_body's signature (case $c)"
+			pass "$name snippet accepts sign_body's signature (case $c)"
 		fi
 		got=$($watchdog $runner "$secret" "$body" "$bad" 2>"$tmp/err")
 		if [ "$got" != "INVALID" ]; then
-			fail "README $name snippet rejects a wrong signature (case $c)" \
+			fail "$name snippet rejects a wrong signature (case $c)" \
 				"expected: INVALID" "got:      $got" "stderr:   $(cat "$tmp/err")"
 		else
-			pass "README $name snippet rejects a wrong signature (case $c)"
+			pass "$name snippet rejects a wrong signature (case $c)"
 		fi
 	done
 }
@@ -123,7 +123,7 @@ check_snippet() {
 have_snippet() {
 	snippet "$1" >"$tmp/snippet.$1"
 	if [ ! -s "$tmp/snippet.$1" ]; then
-		fail "README.md has a block after <!-- snippet:$1 -->"
+		fail "docs/receiving.md has a block after <!-- snippet:$1 -->"
 		return 1
 	fi
 	return 0
@@ -158,7 +158,7 @@ console.log(verify(secret, fs.readFileSync(file), header) ? "valid" : "INVALID")
 EOF
 	check_snippet node "node $tmp/verify.js"
 else
-	skip "README node snippet" "node is not installed"
+	skip "node snippet" "node is not installed"
 fi
 
 # Go: the snippet is a func verify(secret, body []byte, header string) bool.
@@ -176,10 +176,10 @@ if have_snippet go && command -v go >/dev/null 2>&1; then
 		go build -o verify main.go) >"$tmp/err" 2>&1; then
 		check_snippet go "$tmp/go/verify"
 	else
-		fail "README go snippet compiles" "$(cat "$tmp/err")"
+		fail "go snippet compiles" "$(cat "$tmp/err")"
 	fi
 else
-	skip "README go snippet" "go is not installed"
+	skip "go snippet" "go is not installed"
 fi
 
 finish
