@@ -212,17 +212,13 @@ bool claim_new(struct dispatcher *d)
 	unsigned full = claim_rows(d, true);
 	if (want == 0 || (d->njobs > 0 && want * 2 < full))
 		return false;
-	/* Set first: a connection lost while sending calls the callback at once. */
+	if (store_claim_new(d->work, want, d->claim_after, d->cfg->lease_ms, claim_new_cb, d) != 0)
+		return false;
 	d->claiming = true;
 	d->claim_notifies = d->notifies;
 	d->claim_want = want;
 	d->prev_claim_start_us = d->claim_start_us;
 	d->claim_start_us = mono_us();
-	if (store_claim_new(d->work, want, d->claim_after, d->cfg->lease_ms, claim_new_cb, d) !=
-	    0) {
-		d->claiming = false;
-		return false;
-	}
 	return true;
 }
 
@@ -247,14 +243,13 @@ bool claim_retries(struct dispatcher *d)
 	d->want_retry = false;
 	if (n == 0)
 		return false;
-	d->claiming = true; /* first: see claim_new() */
 	if (store_claim_retries(d->work, names, limits, n, d->cfg->lease_ms, claim_retries_cb, d) !=
 	    0) {
-		d->claiming = false;
 		for (size_t i = 0; i < d->neps; i++)
 			d->eps[i].retry_req = 0;
 		return false;
 	}
+	d->claiming = true;
 	return true;
 }
 

@@ -46,9 +46,8 @@ void stats_cb(evutil_socket_t fd, short what, void *arg)
 	struct dispatcher *d = arg;
 	if (d->stats_running || !pgconn_is_up(d->work) || !d->schema_ok)
 		return;
-	d->stats_running = true; /* first: see claim_new() */
-	if (store_stats(d->work, stats_result_cb, d) != 0)
-		d->stats_running = false;
+	if (store_stats(d->work, stats_result_cb, d) == 0)
+		d->stats_running = true;
 }
 
 void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out)

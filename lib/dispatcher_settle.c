@@ -93,8 +93,7 @@ static void settle_cb(bool ok, void *arg)
 
 void settle_flush(struct dispatcher *d)
 {
-	/* Down: settle_up_cb kicks again (sending now would fail at once, call
-	 * settle_cb, kick, and so on without end). */
+	/* Down: settle_up_cb kicks again once it is back. */
 	if ((d->inflight && d->inflight_sent) || !pgconn_is_up(d->settle))
 		return;
 	if (!d->inflight) {
@@ -118,10 +117,8 @@ void settle_flush(struct dispatcher *d)
 		log_debug("settling %u events", d->pending_jobs);
 		d->pending_jobs = 0;
 	}
-	/* Set first: a connection lost while sending calls settle_cb at once. */
-	d->inflight_sent = true;
-	if (store_settle(d->settle, d->inflight, settle_cb, d) != 0)
-		d->inflight_sent = false;
+	if (store_settle(d->settle, d->inflight, settle_cb, d) == 0)
+		d->inflight_sent = true;
 }
 
 void next_due_cb(PGresult *res, void *arg)

@@ -42,6 +42,12 @@ struct pgconn {
 	bool preparing; /* what was sent is its statement's PREPARE */
 	PGresult *last; /* its latest result so far */
 	struct pgquery *head, *tail;
+	/* Lost with the connection: their callbacks (result NULL), then down's,
+	 * run from failed_ev on the next loop turn, never inside the call that
+	 * sent or reset. */
+	struct pgquery *failed;
+	bool down_pending;
+	struct event *failed_ev;
 	const char *prepared[PGCONN_MAX_PREPARED]; /* on this connection */
 	int nprepared;
 	unsigned prepared_gen; /* in the server-side names: see stale() */
@@ -107,13 +113,32 @@ static void lost(struct pgconn *c, const char *why)
 	c->backoff_ms *= 2;
 	if (c->backoff_ms > PGCONN_BACKOFF_MAX_MS)
 		c->backoff_ms = PGCONN_BACKOFF_MAX_MS;
-	while (c->head) {
-		struct pgquery *q = query_pop(c);
+	struct pgquery **end = &c->failed;
+	while (*end)
+		end = &(*end)->next;
+	*end = c->head;
+	c->head = c->tail = NULL;
+	c->sent = false;
+	c->down_pending |= was_up;
+	event_active(c->failed_ev, EV_TIMEOUT, 0);
+}
+
+static void failed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct pgconn *c = arg;
+	while (c->failed) {
+		struct pgquery *q = c->failed;
+		c->failed = q->next;
 		q->cb(NULL, q->arg);
 		query_free(q);
 	}
-	if (was_up && c->cbs.down)
-		c->cbs.down(c->arg);
+	if (c->down_pending) {
+		c->down_pending = false;
+		if (c->cbs.down)
+			c->cbs.down(c->arg);
+	}
 }
 
 static void conn_error(struct pgconn *c)
@@ -356,7 +381,8 @@ struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const c
 	c->backoff_ms = PGCONN_BACKOFF_MIN_MS;
 	c->io = event_new(base, -1, 0, io_cb, c);
 	c->timer = evtimer_new(base, timer_cb, c);
-	if (!c->conninfo || !c->name || !c->io || !c->timer) {
+	c->failed_ev = event_new(base, -1, 0, failed_cb, c);
+	if (!c->conninfo || !c->name || !c->io || !c->timer || !c->failed_ev) {
 		pgconn_free(c);
 		return NULL;
 	}
@@ -375,10 +401,17 @@ void pgconn_free(struct pgconn *c)
 		evtimer_del(c->timer);
 		event_free(c->timer);
 	}
+	if (c->failed_ev)
+		event_free(c->failed_ev);
 	PQclear(c->last);
 	PQfinish(c->conn);
 	while (c->head)
 		query_free(query_pop(c));
+	while (c->failed) {
+		struct pgquery *q = c->failed;
+		c->failed = q->next;
+		query_free(q);
+	}
 	free(c->conninfo);
 	free(c->name);
 	free(c);

@@ -21,7 +21,10 @@ struct pgconn_callbacks {
 };
 
 /* res is the query's last result (owned by pgconn, valid during the call),
- * or NULL when the connection was lost before it completed. */
+ * or NULL when the connection was lost before it completed. Called from the
+ * loop, never from inside the pgconn call that queued the query or dropped
+ * the connection; down() likewise comes after the lost queries' callbacks,
+ * on a later loop turn. */
 typedef void (*pgconn_result_cb)(PGresult *res, void *arg);
 
 struct pgconn *pgconn_new(struct event_base *base, const char *conninfo, const char *name,

@@ -414,6 +414,10 @@ int store_settle(struct pgconn *c, const struct store_batch *cb_batch, store_set
 		settle_send(c, s, NULL, SQL_NEW_RELEASE, b, A_REL_ID, 2);
 	if (b->a[A_RDONE_ID].n || b->a[A_AGAIN_ID].n)
 		settle_send(c, s, NULL, SQL_RETRY_SETTLE, b, A_RDONE_ID, 9);
+	if (s->refs == 1) { /* nothing queued: no callback will come */
+		free(s);
+		return -1;
+	}
 	settle_unref(s);
 	return 0;
 }

@@ -96,7 +96,8 @@ void store_batch_renew_new(struct store_batch *b, int64_t id, const char *token)
 void store_batch_renew_retry(struct store_batch *b, int64_t id, const char *endpoint,
 			     const char *token);
 
-/* Send the batch; cb(ok, arg) once when every statement has finished. The
+/* Send the batch; cb(ok, arg) once when every statement has finished, from
+ * the loop. Fails (-1, and no callback) when nothing could be queued. The
  * batch must stay unchanged until then; sending it again is harmless. */
 typedef void (*store_settle_cb)(bool ok, void *arg);
 int store_settle(struct pgconn *c, const struct store_batch *b, store_settle_cb cb, void *arg)

@@ -5,8 +5,9 @@
  * leaves the connection usable (and is tried again next time), a statement
  * that went stale (deallocated, or its table's columns changed type) is
  * prepared again and the query runs, an ordinary error is the query's own,
- * and after a reconnect the statement is prepared again on the new session.
- * Every wait
+ * after a reconnect the statement is prepared again on the new session,
+ * and a query lost with its connection gets its callback on a later loop
+ * turn, never inside the call that dropped the connection. Every wait
  * runs the libevent loop with a deadline; an alarm() watchdog ends the
  * process if anything hangs.
  */
@@ -40,6 +41,7 @@ struct test {
 	bool up;
 	int ups;
 	bool done;
+	bool done_at_down;	  /* done was set when down() last ran */
 	bool lost;		  /* the query's result was NULL */
 	ExecStatusType status;	  /* of the last query's result */
 	char value[64], err[256]; /* its first value, or its error */
@@ -76,7 +78,9 @@ static void up_cb(void *arg)
 
 static void down_cb(void *arg)
 {
-	((struct test *)arg)->up = false;
+	struct test *t = arg;
+	t->up = false;
+	t->done_at_down = t->done;
 }
 
 static void result_cb(PGresult *res, void *arg)
@@ -113,6 +117,11 @@ static bool wait_for(struct test *t, bool (*done)(const struct test *))
 		event_base_loop(t->base, EVLOOP_ONCE);
 	event_free(timeout);
 	return ok;
+}
+
+static bool is_down(const struct test *t)
+{
+	return !t->up;
 }
 
 static bool is_up(const struct test *t)
@@ -209,12 +218,27 @@ int main(void)
 	/* A new session knows none of the statements: they are prepared again. */
 	int pid = backend_pid(&t);
 	pgconn_reconnect(t.conn);
-	ok = wait_for(&t, is_up);
+	ok = wait_for(&t, is_down) && wait_for(&t, is_up);
 	check(&t, ok && t.ups == 2, "reconnected", ok ? "no second up" : "timed out");
 	int pid2 = backend_pid(&t);
 	check(&t, pid > 0 && pid2 > 0 && pid2 != pid, "on a new backend", "the same backend");
 	ok = run(&t, STMT_ADD, SQL_ADD, "9");
 	check(&t, ok && strcmp(t.value, "10") == 0, "the statement is prepared again there", t.err);
+
+	/* Lost with the connection: the callbacks come from the loop, the
+	 * query's before down's, not from inside pgconn_reconnect(). */
+	t.done = false;
+	ok = pgconn_query(t.conn, "SELECT pg_sleep(1)", 0, NULL, result_cb, &t) == 0;
+	pgconn_reconnect(t.conn);
+	check(&t, ok && !t.done && t.up, "no callback runs inside pgconn_reconnect()",
+	      t.done ? "the query's callback ran" : "down ran");
+	ok = wait_for(&t, is_done);
+	check(&t, ok && t.lost, "the lost query's callback runs on a later turn, with no result",
+	      ok ? "a result" : "timed out");
+	ok = wait_for(&t, is_down);
+	check(&t, ok && t.done_at_down, "then down()", ok ? "down ran first" : "timed out");
+	ok = wait_for(&t, is_up);
+	check(&t, ok && t.ups == 3, "and it reconnects", ok ? "no third up" : "timed out");
 
 	printf("1..%d\n", t.checks);
 	pgconn_free(t.conn);
