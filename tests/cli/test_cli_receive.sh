@@ -18,6 +18,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 . "$(dirname "$0")/../testlib.sh"
+if ! command -v curl >/dev/null 2>&1; then
+	echo "skipped: curl not found: apt-get install curl (or run scripts/install-deps)"
+	exit 77
+fi
 
 # start NAME ARGS...: run a receiver on a free port; sets $port and $pid.
 start() {
@@ -189,6 +193,8 @@ if command -v python3 >/dev/null 2>&1; then
 	"$bin" healthcheck "http://127.0.0.1:$wport/missing" >"$tmp/hc.out" 2>&1
 	expect_eq "healthcheck: a 404 exits 1" 1 "$?"
 	kill "$www" 2>/dev/null
+else
+	skip "healthcheck against a server that answers 200" "python3 is not installed"
 fi
 
 # ---- SIGINT ----

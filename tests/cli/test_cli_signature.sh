@@ -130,15 +130,17 @@ have_snippet() {
 }
 
 # openssl: the snippet reads body.json, $SECRET and $SIGNATURE.
-if have_snippet openssl; then
+if have_snippet openssl && command -v openssl >/dev/null 2>&1; then
 	cat >"$tmp/run_openssl.sh" <<RUN
 cd "$tmp" && cp "\$2" body.json && SECRET=\$1 SIGNATURE=\$3 exec sh "$tmp/snippet.openssl"
 RUN
 	check_snippet openssl "sh $tmp/run_openssl.sh"
+else
+	skip "openssl snippet" "openssl is not installed"
 fi
 
 # Python: the snippet defines verify(secret: bytes, body: bytes, header: str).
-if have_snippet python; then
+if have_snippet python && command -v python3 >/dev/null 2>&1; then
 	cat "$tmp/snippet.python" - >"$tmp/verify.py" <<'EOF'
 
 import sys
@@ -146,6 +148,8 @@ print("valid" if verify(sys.argv[1].encode(), open(sys.argv[2], "rb").read(), sy
       else "INVALID")
 EOF
 	check_snippet python "python3 $tmp/verify.py"
+else
+	skip "python snippet" "python3 is not installed"
 fi
 
 # Node: the snippet defines verify(secret, body, header).
