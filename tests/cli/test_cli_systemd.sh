@@ -1,7 +1,7 @@
 #!/bin/sh
 # The systemd unit that cmake --install installs (configured into the build
-# directory from docker/s3o-notifyd.service.in): the contract's settings, and
-# systemd-analyze verify when systemd is installed.
+# directory from cmd/s3o-notifyd/s3o-notifyd.service.in): the contract's
+# settings, and systemd-analyze verify when systemd is installed.
 set -u
 
 bindir="${S3O_BIN_DIR:?S3O_BIN_DIR is not set}"

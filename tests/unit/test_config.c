@@ -354,13 +354,13 @@ static void test_layout(void **state)
 	config_free(cfg);
 }
 
-/* The example shipped in docker/ must stay valid. */
+/* The example configuration (cmd/s3o-notifyd/s3o-notify.ini) must stay valid. */
 static void test_docker_example(void **state)
 {
 	(void)state;
 	char err[512] = "";
 	struct config *cfg =
-	    config_load(TEST_DATA_DIR "/../../docker/s3o-notify.ini", err, sizeof(err));
+	    config_load(TEST_DATA_DIR "/../../cmd/s3o-notifyd/s3o-notify.ini", err, sizeof(err));
 	if (!cfg)
 		print_error("%s\n", err);
 	assert_non_null(cfg);
