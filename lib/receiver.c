@@ -345,8 +345,3 @@ uint16_t receiver_port(const struct receiver *r)
 {
 	return r->port;
 }
-
-unsigned long receiver_received(const struct receiver *r)
-{
-	return r->received;
-}

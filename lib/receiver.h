@@ -40,6 +40,5 @@ void receiver_free(struct receiver *r);
 
 /* The port actually bound (useful with port 0). */
 uint16_t receiver_port(const struct receiver *r);
-unsigned long receiver_received(const struct receiver *r);
 
 #endif
