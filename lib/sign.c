@@ -11,8 +11,8 @@
 #define SIGN_PREFIX	"sha256="
 #define SIGN_PREFIX_LEN (sizeof(SIGN_PREFIX) - 1)
 
-/* Fill out with "sha256=<64 lowercase hex>"; false (out = "") when the secret
- * is NULL or too long for OpenSSL, or HMAC() fails. */
+/* Fill out with "sha256=<64 lowercase hex>" from a 32-byte digest, then wipe
+ * the digest. */
 static void format_header(unsigned char md[EVP_MAX_MD_SIZE], char out[SIGN_HEADER_LEN])
 {
 	static const char hex[] = "0123456789abcdef";
@@ -25,6 +25,8 @@ static void format_header(unsigned char md[EVP_MAX_MD_SIZE], char out[SIGN_HEADE
 	OPENSSL_cleanse(md, EVP_MAX_MD_SIZE);
 }
 
+/* False (out = "") when the secret is NULL or too long for OpenSSL, or HMAC()
+ * fails. */
 static bool sign_compute(const char *secret, const void *body, size_t len,
 			 char out[SIGN_HEADER_LEN])
 {

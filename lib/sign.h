@@ -1,5 +1,7 @@
 /* sign: X-Signature-256 values, "sha256=" + lowercase hex HMAC-SHA256.
- * Stateless; the caller owns every buffer. */
+ * sign_body() and sign_verify() keep no state between calls; a struct signer
+ * keeps one secret's keyed HMAC context for repeated signing, owned by whoever
+ * called signer_new(). The caller owns every buffer. */
 #ifndef S3O_SIGN_H
 #define S3O_SIGN_H
 
