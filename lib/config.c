@@ -1,4 +1,5 @@
-/* config: the INI file (DESIGN.md, "Configuration") parsed with inih and validated.
+/* config: the INI file (docs/operating.md, "Configuration reference") parsed
+ * with inih and validated.
  *
  * inih does the "key = value" splitting, whitespace stripping and inline ";" comments.
  * It is fed through our own reader (ini_parse_stream) over the file read into memory,

@@ -1,4 +1,4 @@
-/* config: the INI file parsed into one struct (contract keys in DESIGN.md).
+/* config: the INI file parsed into one struct (keys in docs/operating.md).
  * config_load() returns a fully validated, owned struct or NULL with a
  * "FILE:LINE: message" (or "FILE: [section]: message") in err; free it with
  * config_free(). All strings are owned by the struct; ${NAME} is expanded. */

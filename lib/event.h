@@ -1,4 +1,4 @@
-/* event: the CloudEvents 1.0 structured-mode body (wire format in DESIGN.md).
+/* event: the CloudEvents 1.0 structured-mode body (docs/receiving.md).
  * event_envelope() returns a malloc'd, NUL-terminated body the caller frees
  * with free(); data_json must already be valid JSON (PostgreSQL's jsonb text)
  * and is embedded as JSON, never as a string. Ill-formed UTF-8 anywhere (a

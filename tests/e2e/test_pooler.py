@@ -1,10 +1,10 @@
 """url through a transaction pooler (a real PgBouncer, pool_mode =
-transaction, two server connections) and listen_url direct, as the README
-advises. Each transaction of the daemon may then run on either server
-session: every event must still arrive once, across a restart of the
-daemon, and nothing the daemon sets for its own sessions (synchronous_commit
-= off, plan_cache_mode) may stay behind on a server session that other
-clients' transactions use next."""
+transaction, two server connections) and listen_url direct, as
+docs/database.md advises. Each transaction of the daemon may then run on
+either server session: every event must still arrive once, across a restart
+of the daemon, and nothing the daemon sets for its own sessions
+(synchronous_commit = off, plan_cache_mode) may stay behind on a server
+session that other clients' transactions use next."""
 
 import getpass
 import os
