@@ -12,7 +12,7 @@
 
 #include "pgconn.h"
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 1
 
 /* Columns of a claim of new events and of a claim of due retries. */
 enum store_col {

@@ -4,10 +4,15 @@
 # once; S3O_SQL_DIR points at sql/. Checks that:
 #   - applying the migrations a second and a third time succeeds, keeps the
 #     data and the grants, and changes nothing in the schema;
+#   - a later migration can build on version 1, and applying 001 again keeps
+#     the version it recorded;
 #   - over s3-orchestrator's own notification_outbox the migration stops with
 #     a clear error and touches nothing, and applies once that table is renamed;
 #   - the lookup is confined to the schema the migration creates in;
-#   - the migration needs no superuser.
+#   - the migration needs no superuser;
+#   - it is one transaction: a failure at its end leaves nothing behind;
+#   - sql/roles.example.sql applies twice, as docker/compose.yaml runs it, and
+#     the dispatcher role it creates can log in and read the schema version.
 # Prints expected and got for every failure; exits 1 if anything failed.
 set -u
 
@@ -16,6 +21,8 @@ tag="$$"
 user_role="s3o_mig_owner_$tag"
 user_pw="pw_$tag"
 grant_role="s3o_mig_grantee_$tag"
+roles_dispatcher="s3o_mig_dispatcher_$tag"
+roles_producer="s3o_mig_producer_$tag"
 failures=0
 checks=0
 
@@ -26,6 +33,9 @@ cleanup()
 	psql -X -q -c "DROP SCHEMA IF EXISTS mig_owned CASCADE" \
 		-c "DROP OWNED BY $user_role, $grant_role" \
 		-c "DROP ROLE IF EXISTS $user_role" -c "DROP ROLE IF EXISTS $grant_role" \
+		>/dev/null 2>&1 || true
+	psql -X -q -c "DROP OWNED BY $roles_dispatcher, $roles_producer" \
+		-c "DROP ROLE IF EXISTS $roles_dispatcher" -c "DROP ROLE IF EXISTS $roles_producer" \
 		>/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -115,7 +125,7 @@ fingerprint()
 objects()
 {
 	q "SELECT coalesce(string_agg(x, ' ' ORDER BY x), '(none)') FROM (
-		SELECT relname || ':' || relkind FROM pg_class
+		SELECT relname || ':' || relkind::text FROM pg_class
 		 WHERE relnamespace = '$1'::regnamespace
 		UNION ALL
 		SELECT proname || '()' FROM pg_proc WHERE pronamespace = '$1'::regnamespace
@@ -133,7 +143,7 @@ legacy_expected="1,s3:ObjectCreated:Put,legacy.jpg,https://hooks.example.com/x,2
 
 echo "# 1. applying the migrations again"
 
-check_eq "the test database starts at schema versions 1 to 6" "1,2,3,4,5,6" \
+check_eq "the test database starts at schema version 1" "1" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM notification_schema_version")"
 q "CREATE ROLE $grant_role NOLOGIN" >/dev/null
 q "GRANT USAGE ON SCHEMA public TO $grant_role;
@@ -161,7 +171,7 @@ for round in second third; do
 	check_eq "applying a $round time prints nothing" "" "$out"
 	check_eq "after the $round application the data inserted before is intact" "$row_before" \
 		"$(event_row)"
-	check_eq "after the $round application the schema versions are still 1 to 6" "1,2,3,4,5,6" \
+	check_eq "after the $round application the schema version is still 1" "1" \
 		"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM notification_schema_version")"
 	check_eq "after the $round application the version keeps its applied_at" "$applied_before" \
 		"$(q "SELECT applied_at FROM notification_schema_version WHERE version = 1")"
@@ -172,6 +182,21 @@ eid2=$(q "SELECT notification_publish('test.after', NULL)")
 check_eq "after re-application new events get a larger id" "t" \
 	"$(q "SELECT (SELECT id FROM notification_outbox WHERE event_id = '$eid2')
 		     > (SELECT id FROM notification_outbox WHERE event_id = '$eid')")"
+
+# What a 002 migration will do: require version 1, then record its own. The
+# files applied again in order (001 first) must keep it.
+out=$(q "DO \$\$ BEGIN
+		IF NOT EXISTS (SELECT 1 FROM notification_schema_version WHERE version = 1) THEN
+			RAISE EXCEPTION 'apply sql/001_schema.sql first';
+		END IF;
+	  END \$\$;
+	  INSERT INTO notification_schema_version (version) VALUES (2) ON CONFLICT DO NOTHING")
+check_eq "a later migration finds version 1 and records its own" "" "$out"
+out=$(apply_all)
+check_eq "001 applies again after it" "" "$out"
+check_eq "... and keeps the later version" "1,2" \
+	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM notification_schema_version")"
+q "DELETE FROM notification_schema_version WHERE version = 2" >/dev/null
 
 echo "# 2. over s3-orchestrator's own notification_outbox"
 
@@ -201,7 +226,7 @@ check_eq "nothing was created in schema legacy" "$legacy_objects" "$(objects leg
 q "CREATE SCHEMA s3o_side" >/dev/null
 out=$(PGOPTIONS='-c search_path=s3o_side,legacy' apply_all)
 check_eq "a legacy outbox later in the search_path does not block a new schema" "" "$out"
-check_eq "the migration created its tables in the first schema" "1,2,3,4,5,6" \
+check_eq "the migration created its tables in the first schema" "1" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM s3o_side.notification_schema_version")"
 check_eq "... and left the legacy row alone" "$legacy_expected" \
 	"$(q "$legacy_row FROM legacy.notification_outbox")"
@@ -219,7 +244,7 @@ out=$(PGOPTIONS='-c search_path=legacy' apply_all)
 rc=$?
 check_eq "after the rename the migration applies (exit status)" "0" "$rc"
 check_eq "after the rename the migration prints nothing" "" "$out"
-check_eq "schema legacy now records versions 1 to 6" "1,2,3,4,5,6" \
+check_eq "schema legacy now records version 1" "1" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM legacy.notification_schema_version")"
 check_eq "the renamed legacy table still holds its row" "$legacy_expected" \
 	"$(q "$legacy_row FROM legacy.notification_outbox_old")"
@@ -279,11 +304,56 @@ owned="$owned notification_schema_version=$user_role"
 check_eq "the tables belong to the plain role" "$owned" \
 	"$(q "SELECT string_agg(relname || '=' || relowner::regrole, ' ' ORDER BY relname)
 		FROM pg_class WHERE relnamespace = 'mig_owned'::regnamespace AND relkind = 'r'")"
-check_eq "schema mig_owned records versions 1 to 6" "1,2,3,4,5,6" \
+check_eq "schema mig_owned records version 1" "1" \
 	"$(q "SELECT string_agg(version::text, ',' ORDER BY version) FROM mig_owned.notification_schema_version")"
 eid4=$(role_psql -A -t -c "SELECT notification_publish('service.started', NULL)" 2>&1)
 check_eq "the plain role can publish into its outbox" "service.started" \
 	"$(role_psql -A -t -c "SELECT event_type FROM notification_outbox WHERE event_id = '$eid4'" 2>&1)"
+
+echo "# 4. one transaction"
+
+# A function of the same name and another return type makes the migration
+# fail near its end, after every table: none of them may remain.
+q "CREATE SCHEMA mig_tx;
+   CREATE FUNCTION mig_tx.notification_publish(text, text, jsonb) RETURNS integer
+   LANGUAGE sql AS 'SELECT 1'" >/dev/null
+out=$(PGOPTIONS='-c search_path=mig_tx' apply_all)
+rc=$?
+check_eq "the migration fails on the conflicting function (non-zero exit)" "1" \
+	"$([ "$rc" -ne 0 ] && echo 1 || echo 0)"
+check_contains "... with PostgreSQL's error" "cannot change return type" "$out"
+check_eq "... and leaves nothing of itself behind" "notification_publish()" "$(objects mig_tx)"
+
+echo "# 5. sql/roles.example.sql"
+
+# apply_roles: as docker/compose.yaml runs it, with role names of our own.
+apply_roles()
+{
+	psql -X -q -1 -v ON_ERROR_STOP=1 -v password="$user_pw" \
+		-v dispatcher="$roles_dispatcher" -v producer="$roles_producer" \
+		-f "$sql_dir/roles.example.sql" 2>&1
+}
+for round in first second; do
+	out=$(apply_roles)
+	rc=$?
+	check_eq "roles.example.sql applies a $round time (exit status)" "0" "$rc"
+	check_eq "... printing nothing" "" "$out"
+done
+check_eq "the dispatcher role can log in, with the password given" "true true" \
+	"$(q "SELECT rolcanlogin || ' ' || (rolpassword IS NOT NULL) FROM pg_authid
+	       WHERE rolname = '$roles_dispatcher'")"
+check_eq "the producer role it created cannot log in" "f" \
+	"$(q "SELECT rolcanlogin FROM pg_roles WHERE rolname = '$roles_producer'")"
+check_eq "as the dispatcher: the schema version" "1" \
+	"$(psql -X -q -A -t -c "SET ROLE $roles_dispatcher" \
+		-c "SELECT max(version) FROM notification_schema_version" 2>&1)"
+check_contains "as the dispatcher: no INSERT into the outbox (a producer's right)" \
+	"permission denied for table notification_outbox" \
+	"$(psql -X -q -A -t -c "SET ROLE $roles_dispatcher" \
+		-c "INSERT INTO notification_outbox (event_type) VALUES ('t')" 2>&1)"
+check_eq "as the producer: notification_publish" "1" \
+	"$(psql -X -q -A -t -c "SET ROLE $roles_producer" \
+		-c "SELECT count(*) FROM (SELECT notification_publish('test.roles', NULL)) s" 2>&1)"
 
 echo "1..$checks"
 if [ "$failures" -ne 0 ]; then

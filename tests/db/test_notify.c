@@ -312,9 +312,9 @@ static void run_scenarios(struct test *t)
 		 {"RELEASE SAVEPOINT s", false}, {INSERT_ONE, false}, {"COMMIT", false});
 }
 
-/* sql/004 and 006: while a session holds the busy lock (a draining dispatcher, on
- * its LISTEN connection), producers do not notify; once it is released, or
- * its session ends, they do again. */
+/* The busy lock (sql/001_schema.sql): while a session holds it (a draining
+ * dispatcher, on its LISTEN connection), producers do not notify; once it is
+ * released, or its session ends, they do again. */
 #define BUSY_KEY "1395806030, 'notification_outbox'::regclass::oid::int"
 
 /* Wait until no session holds the busy key (a closed session's backend

@@ -515,8 +515,8 @@ class DB:
 
     def listening_backends(self):
         """Daemon connections that have run LISTEN: their last statement is
-        LISTEN, or the busy lock (sql/004), which only a listening connection
-        takes and releases."""
+        LISTEN, or the busy lock (sql/001_schema.sql), which only a listening
+        connection takes and releases."""
 
         def listened(q):
             q = q.strip().lower()

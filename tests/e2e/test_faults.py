@@ -246,7 +246,7 @@ def test_refuses_without_schema(ctx):
     empty = ctx.extra_database("noschema")
     _refuses(ctx, empty, "no-schema")
     old = ctx.extra_database("oldschema")
-    old.run(open(os.path.join(SQL_DIR, "001_outbox.sql"), encoding="utf-8").read())
+    old.run(open(os.path.join(SQL_DIR, "001_schema.sql"), encoding="utf-8").read())
     old.run("DELETE FROM notification_schema_version")
     old.run("INSERT INTO notification_outbox (event_type) VALUES ('service.started')")
     _refuses(ctx, old, "old-schema")

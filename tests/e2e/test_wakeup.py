@@ -1,7 +1,7 @@
-"""Wake-ups under sql/004: producers skip pg_notify while a dispatcher is
-draining (it holds the busy lock), so the sweep is the bound for anything a
-wake-up would have brought. No event may wait longer than one sweep
-interval for lack of one."""
+"""Wake-ups under the busy lock (sql/001_schema.sql): producers skip
+pg_notify while a dispatcher is draining (it holds the busy lock), so the
+sweep is the bound for anything a wake-up would have brought. No event may
+wait longer than one sweep interval for lack of one."""
 
 import datetime
 import glob

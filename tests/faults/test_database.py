@@ -232,7 +232,7 @@ def test_restart_during_flood(ctx):
         wait_all_delivered(Delivered(r), ids, "/sink", 120, what)
         print("all delivered %.2f s after the restart" % (time.monotonic() - t_up))
         wait_until(lambda: cluster.db.outbox_count() == 0, 10, "an empty outbox")
-        time.sleep(0.3)  # the drained daemon has let go of its busy lock (sql/004): producers notify again
+        time.sleep(0.3)  # the drained daemon has let go of its busy lock (sql/001_schema.sql): producers notify again
         ids += check_listen_back(ctx, cluster, r, what)
         time.sleep(0.5)
         sampler.stop()

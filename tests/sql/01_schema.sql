@@ -1,12 +1,15 @@
--- Schema of migration 001: tables, columns, types, defaults, indexes, the
--- trigger, notification_publish and the recorded version.
+-- The schema of sql/001_schema.sql: tables, columns, types, defaults,
+-- storage parameters, indexes, the trigger, the functions and the recorded
+-- version.
 BEGIN;
-SELECT plan(71);
+SELECT plan(75);
 
 -- tables
 SELECT has_table('notification_outbox');
 SELECT has_table('notification_delivery');
 SELECT has_table('notification_schema_version');
+SELECT tables_are(ARRAY['notification_outbox', 'notification_delivery',
+			'notification_schema_version']);
 
 -- notification_outbox
 SELECT columns_are('notification_outbox', ARRAY['id', 'event_id', 'event_type', 'subject', 'data',
@@ -51,10 +54,13 @@ SELECT is((SELECT pg_get_constraintdef(oid) FROM pg_constraint
 	    WHERE conrelid = 'notification_outbox'::regclass
 	      AND conname = 'event_type_must_be_1_to_255_chars_without_whitespace'),
 	  $$CHECK ((((length(event_type) >= 1) AND (length(event_type) <= 255)) AND (event_type !~ '[[:space:]]'::text)))$$,
-	  'the event_type check is the cheap one of 003, not a bounded regex');
-SELECT ok((SELECT reloptions @> ARRAY['fillfactor=50'] FROM pg_class
-	    WHERE oid = 'notification_outbox'::regclass),
-	  'notification_outbox has fillfactor 50 (005): every claim is a HOT update');
+	  'the event_type check uses length() and a one-character class, not a bounded regex');
+SELECT is((SELECT reloptions FROM pg_class WHERE oid = 'notification_outbox'::regclass),
+	  ARRAY['autovacuum_vacuum_scale_factor=0.0', 'autovacuum_vacuum_threshold=5000',
+		'autovacuum_vacuum_insert_scale_factor=0.0', 'autovacuum_vacuum_insert_threshold=5000',
+		'autovacuum_analyze_scale_factor=0.05', 'autovacuum_vacuum_cost_delay=0',
+		'fillfactor=50'],
+	  'notification_outbox: fillfactor 50 (every claim a HOT update) and its autovacuum settings');
 
 -- notification_delivery
 SELECT columns_are('notification_delivery', ARRAY['outbox_id', 'endpoint', 'attempts', 'due_at',
@@ -71,12 +77,16 @@ SELECT col_default_is('notification_delivery', 'attempts', 0);
 SELECT col_default_is('notification_delivery', 'due_at', 'now()');
 SELECT col_not_null('notification_delivery', 'due_at');
 SELECT col_is_null('notification_delivery', 'lease_until');
+SELECT is((SELECT reloptions FROM pg_class WHERE oid = 'notification_delivery'::regclass),
+	  ARRAY['fillfactor=80', 'autovacuum_vacuum_scale_factor=0.0',
+		'autovacuum_vacuum_threshold=1000', 'autovacuum_vacuum_cost_delay=0'],
+	  'notification_delivery: fillfactor 80 and its autovacuum settings');
 
 -- notification_schema_version
 SELECT columns_are('notification_schema_version', ARRAY['version', 'applied_at']);
 SELECT col_is_pk('notification_schema_version', 'version');
-SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1, 2, 3, 4, 5, 6],
-		  'notification_schema_version holds exactly versions 1 to 6');
+SELECT results_eq('SELECT version FROM notification_schema_version ORDER BY version', ARRAY[1],
+		  'notification_schema_version holds exactly version 1, which a 002 migration can require');
 
 -- indexes
 SELECT indexes_are('notification_outbox',
@@ -107,14 +117,17 @@ SELECT is((SELECT tgenabled::text FROM pg_trigger
 	    WHERE tgrelid = 'notification_outbox'::regclass
 	      AND tgname = 'notification_outbox_notify'),
 	  'O', 'the trigger is enabled');
--- sql/006: the busy check is the trigger's WHEN, so while a dispatcher holds
--- the key no event is queued and the function is never called
+-- The busy check is the trigger's WHEN, so while a dispatcher holds the key
+-- no trigger event is queued and the function is never called.
 SELECT matches((SELECT pg_get_triggerdef(oid) FROM pg_trigger
 		 WHERE tgrelid = 'notification_outbox'::regclass
 		   AND tgname = 'notification_outbox_notify'),
 	       'WHEN \(\(pg_try_advisory_lock_shared\(1395806030, .*\) AND pg_advisory_unlock_shared\(1395806030, .*\)\)\) EXECUTE FUNCTION notification_outbox_notify\(\)$',
 	       'the trigger fires only when its shared try of the busy key succeeds, and lets go of it');
 SELECT function_returns('notification_outbox_notify', 'trigger');
+SELECT isnt_definer('notification_outbox_notify', ARRAY[]::text[]);
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'notification_outbox_notify()'::regprocedure),
+	  NULL, 'notification_outbox_notify sets no configuration (no search_path of its own)');
 
 -- notification_publish(text, text, jsonb DEFAULT '{}') RETURNS uuid
 SELECT has_function('notification_publish', ARRAY['text', 'text', 'jsonb']);

@@ -1,23 +1,32 @@
--- The grants documented in the headers of sql/001 to sql/006 are enough, and
--- no more than enough: a producer can append events but not read, change or
--- remove them; the dispatcher can do its work. The roles exist only inside
--- this transaction; their names carry the backend pid so parallel runs on one
--- cluster do not collide.
+-- The grants of sql/roles.example.sql are enough, and no more than enough: a
+-- producer can append events but not read, change or remove them; the
+-- dispatcher can do its work. The test applies that file itself, with role
+-- names that carry the backend pid so parallel runs on one cluster do not
+-- collide; the roles exist only inside this transaction.
 BEGIN;
-SELECT plan(29);
+SELECT plan(39);
 
 SELECT 's3o_test_producer_' || pg_backend_pid() AS producer,
        's3o_test_dispatcher_' || pg_backend_pid() AS dispatcher \gset
-CREATE ROLE :"producer" NOLOGIN;
-CREATE ROLE :"dispatcher" NOLOGIN;
+\ir ../../sql/roles.example.sql
 
--- exactly the documented grants
-GRANT USAGE ON SCHEMA public TO :"producer", :"dispatcher";
-GRANT INSERT ON notification_outbox TO :"producer";
-GRANT EXECUTE ON FUNCTION notification_publish(text, text, jsonb) TO :"producer";
-GRANT SELECT, UPDATE, DELETE ON notification_outbox TO :"dispatcher";
-GRANT SELECT, INSERT, UPDATE, DELETE ON notification_delivery TO :"dispatcher";
-GRANT SELECT ON notification_schema_version TO :"dispatcher";
+-- what the file created and granted, exactly
+SELECT is((SELECT rolcanlogin FROM pg_roles WHERE rolname = :'dispatcher'), true,
+	  'roles.example.sql created the dispatcher role, with LOGIN');
+SELECT is((SELECT rolcanlogin FROM pg_roles WHERE rolname = :'producer'), false,
+	  'roles.example.sql created the missing producer role, NOLOGIN');
+SELECT is((SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls FROM pg_roles
+	    WHERE rolname = :'dispatcher'), false,
+	  'the dispatcher role has no special attribute');
+SELECT table_privs_are('notification_outbox', :'producer', ARRAY['INSERT']);
+SELECT table_privs_are('notification_outbox', :'dispatcher', ARRAY['SELECT', 'UPDATE', 'DELETE']);
+SELECT table_privs_are('notification_delivery', :'producer', ARRAY[]::text[]);
+SELECT table_privs_are('notification_delivery', :'dispatcher',
+		       ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']);
+SELECT table_privs_are('notification_schema_version', :'producer', ARRAY[]::text[]);
+SELECT table_privs_are('notification_schema_version', :'dispatcher', ARRAY['SELECT']);
+SELECT function_privs_are('notification_publish', ARRAY['text', 'text', 'jsonb'], :'producer',
+			  ARRAY['EXECUTE']);
 
 SELECT count(*) AS n0 FROM notification_outbox \gset
 
@@ -70,7 +79,7 @@ SELECT row_eq($$SELECT event_type, subject, data FROM notification_outbox WHERE 
 
 -- the dispatcher
 SET LOCAL ROLE :"dispatcher";
-SELECT is((SELECT max(version) FROM notification_schema_version), 6,
+SELECT is((SELECT max(version) FROM notification_schema_version), 1,
 	  'the dispatcher can read the schema version');
 SELECT is((SELECT count(*) FROM notification_outbox), :n0::bigint + 4,
 	  'the dispatcher can SELECT the outbox');
@@ -102,7 +111,7 @@ SELECT throws_ok($$DELETE FROM notification_schema_version$$,
 	'42501', 'permission denied for table notification_schema_version',
 	'the dispatcher cannot change the schema version');
 SELECT is(pg_try_advisory_lock(1395806030, 'notification_outbox'::regclass::oid::int), true,
-	  'the dispatcher can take its busy lock (sql/004)');
+	  'the dispatcher can take its busy lock');
 SELECT is(pg_advisory_unlock(1395806030, 'notification_outbox'::regclass::oid::int), true,
 	  'the dispatcher can release its busy lock');
 RESET ROLE;

@@ -1,38 +1,20 @@
--- s3o-notify migration 001: the transactional outbox.
+-- s3o-notify schema, version 1: the transactional outbox.
 --
--- Apply it to the producer's own database (the application that inserts
--- events), in order with the other files of this folder:
+-- Creates, in the first schema of the search_path:
+--   notification_outbox          events: producers append, dispatchers claim and delete
+--   notification_delivery        retry state, one row per (event, endpoint) that failed
+--   notification_schema_version  the versions applied (s3o-notifyd checks it)
+--   notification_publish()       the producer's function: append one event
+--   notification_outbox_notify   the trigger that wakes an idle dispatcher at commit
 --
---     psql -v ON_ERROR_STOP=1 -d APPDB -f sql/001_outbox.sql
+-- Apply it to the producer's database, as the role that is to own the tables:
 --
--- It runs in one transaction, can be applied again harmlessly, needs no
--- superuser (only CREATE on the target schema) and records its version in
--- notification_schema_version; s3o-notifyd refuses to start without it.
+--     psql -v ON_ERROR_STOP=1 -d APPDB -f sql/001_schema.sql
 --
--- If the schema already holds a notification_outbox of another shape (for
--- example s3-orchestrator's own: id, event_type, payload, endpoint_url, ...)
--- the migration stops with an error: drain and drop that table, or rename it,
--- then apply again.
---
--- Grants, for a producer role that may only append events and a dispatcher
--- role for s3o-notifyd (replace the role names with yours):
---
---     GRANT USAGE ON SCHEMA public TO app_producer, s3o_notify;
---     GRANT INSERT ON notification_outbox TO app_producer;
---     GRANT EXECUTE ON FUNCTION notification_publish(text, text, jsonb) TO app_producer;
---
---     GRANT SELECT, UPDATE, DELETE ON notification_outbox TO s3o_notify;
---     GRANT SELECT, INSERT, UPDATE, DELETE ON notification_delivery TO s3o_notify;
---     GRANT SELECT ON notification_schema_version TO s3o_notify;
---
--- Design: notification_outbox is the hot table. Producers insert; a daemon
--- claims new rows with a lease and a claim token, POSTs them, and deletes
--- the row when every endpoint answered 2xx: one insert, one update, one
--- delete per event on the happy path. Only when an endpoint fails (or is too
--- busy to take the event now) does that endpoint's retry state go to
--- notification_delivery, one row per (event, endpoint); the event row then
--- stays, marked fanned_out, as the payload until its last delivery row is
--- gone.
+-- One transaction; applying it again is harmless; no superuser needed (only
+-- CREATE on the target schema). Later migrations (002_..., 003_...) apply
+-- after it, in order. Roles and grants: sql/roles.example.sql. Why the schema
+-- is shaped so: docs/design.md; running it: docs/database.md.
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
@@ -57,29 +39,32 @@ CREATE TABLE IF NOT EXISTS notification_schema_version (
 	applied_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- The hot table. Producers insert (event_id, event_type, subject, data,
+-- source); every other column belongs to the dispatcher and has a default.
 CREATE TABLE IF NOT EXISTS notification_outbox (
 	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	event_id uuid NOT NULL DEFAULT gen_random_uuid(),
 	event_type text NOT NULL
 		CONSTRAINT event_type_must_be_1_to_255_chars_without_whitespace
-		CHECK (event_type ~ '^[^[:space:]]{1,255}$'),
+		CHECK (length(event_type) BETWEEN 1 AND 255 AND event_type !~ '[[:space:]]'),
 	subject text,
 	data jsonb NOT NULL DEFAULT '{}',
 	source text,
 	created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-	-- dispatcher state: every column below has a default
+	-- dispatcher state
 	fanned_out boolean NOT NULL DEFAULT false,
 	lease_until timestamptz,
 	claim_token uuid
 ) WITH (
-	-- room for HOT updates of the lease, and vacuum that keeps up with churn
-	fillfactor = 80,
+	-- vacuum that keeps up with the churn, and half of each page left free
+	-- so that a claim's update of the lease is a HOT update
 	autovacuum_vacuum_scale_factor = 0.0,
 	autovacuum_vacuum_threshold = 5000,
 	autovacuum_vacuum_insert_scale_factor = 0.0,
 	autovacuum_vacuum_insert_threshold = 5000,
 	autovacuum_analyze_scale_factor = 0.05,
-	autovacuum_vacuum_cost_delay = 0
+	autovacuum_vacuum_cost_delay = 0,
+	fillfactor = 50
 );
 
 -- The claim of new events walks this partial index in id order.
@@ -89,6 +74,8 @@ CREATE INDEX IF NOT EXISTS notification_outbox_new_idx
 CREATE INDEX IF NOT EXISTS notification_outbox_fanned_idx
 	ON notification_outbox (id) WHERE fanned_out;
 
+-- Written only when an endpoint fails or is too busy: the event row then
+-- stays, marked fanned_out, until its last delivery row is gone.
 CREATE TABLE IF NOT EXISTS notification_delivery (
 	outbox_id bigint NOT NULL,
 	endpoint text NOT NULL,
@@ -109,8 +96,8 @@ CREATE TABLE IF NOT EXISTS notification_delivery (
 CREATE INDEX IF NOT EXISTS notification_delivery_due_idx
 	ON notification_delivery (endpoint, due_at);
 
--- One notification per transaction: pg_notify folds identical payloads
--- within a transaction and delivers at commit, never on rollback.
+-- At most one notification per transaction: pg_notify folds identical
+-- payloads within a transaction and delivers at commit, never on rollback.
 CREATE OR REPLACE FUNCTION notification_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -119,10 +106,19 @@ BEGIN
 END
 $$;
 
+-- The busy lock. Key: the advisory lock (1395806030, oid of
+-- notification_outbox); 1395806030 is 0x53334F4E, 'S3ON' in ASCII, and
+-- lib/store.c holds the same value. A draining dispatcher holds it
+-- exclusively on its LISTEN connection. The WHEN below tries it in shared
+-- mode and lets go at once: it is true, and the trigger notifies, only when
+-- no dispatcher holds it. The regclass is resolved here, once.
 DROP TRIGGER IF EXISTS notification_outbox_notify ON notification_outbox;
 CREATE TRIGGER notification_outbox_notify
 	AFTER INSERT ON notification_outbox
-	FOR EACH STATEMENT EXECUTE FUNCTION notification_outbox_notify();
+	FOR EACH STATEMENT
+	WHEN (pg_try_advisory_lock_shared(1395806030, 'notification_outbox'::regclass::oid::int)
+	      AND pg_advisory_unlock_shared(1395806030, 'notification_outbox'::regclass::oid::int))
+	EXECUTE FUNCTION notification_outbox_notify();
 
 -- Append one event; returns its event_id. Needs only INSERT on the table.
 CREATE OR REPLACE FUNCTION notification_publish(p_event_type text, p_subject text,
