@@ -87,9 +87,9 @@ struct job {
 struct endpoint {
 	struct dispatcher *d;
 	const struct endpoint_config *cfg;
-	struct curl_slist *headers;
-	struct signer *signer; /* NULL when the endpoint has no secret */
-	unsigned cap;	       /* POSTs at once: its share of max_in_flight */
+	struct http_target *target; /* its URL and fixed headers, for http_post() */
+	struct signer *signer;	    /* NULL when the endpoint has no secret */
+	unsigned cap;		    /* POSTs at once: its share of max_in_flight */
 	/* POSTs running, outcomes waiting for their settlement (once their job
 	 * is finished) and queued deliveries: together at most 2 * cap, which
 	 * also bounds what a crash repeats of single-endpoint events. A POST's

@@ -144,16 +144,13 @@ static void post_start(struct endpoint *ep, struct delivery *dl)
 		extra = sig;
 	}
 	struct http_request req = {
-	    .url = ep->cfg->url,
 	    .body = j->body,
 	    .len = j->len,
-	    .headers = ep->headers,
 	    .extra_header = extra,
 	    .timeout_ms = ep->cfg->timeout_ms,
-	    .ca_file = ep->cfg->ca_file,
 	    .may_send = may_send_cb,
 	};
-	if (http_post(ep->d->http, &req, post_done_cb, dl) != 0) {
+	if (http_post(ep->d->http, ep->target, &req, post_done_cb, dl) != 0) {
 		log_error("cannot start a POST to %s: out of memory", ep->cfg->name);
 		dl->state = DEL_HANDBACK;
 		delivery_done(ep->d, dl);
@@ -327,7 +324,7 @@ void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint 
 		job_finish(d, j);
 }
 
-/* An endpoint's share of max_in_flight, its fixed headers and its signer.
+/* An endpoint's share of max_in_flight, its HTTP target and its signer.
  * On failure the caller still calls endpoint_release(). */
 int endpoint_init(struct dispatcher *d, struct endpoint *ep, const struct endpoint_config *cfg)
 {
@@ -335,15 +332,12 @@ int endpoint_init(struct dispatcher *d, struct endpoint *ep, const struct endpoi
 	ep->d = d;
 	ep->cfg = cfg;
 	ep->cap = cap ? cap : 1;
-	const char *lines[] = {"Content-Type: application/cloudevents+json",
-			       "User-Agent: s3o-notify/" S3O_VERSION,
-			       "Expect:"}; /* no 100-continue round trip */
-	for (size_t k = 0; k < sizeof(lines) / sizeof(lines[0]); k++) {
-		struct curl_slist *t = curl_slist_append(ep->headers, lines[k]);
-		if (!t)
-			return -1;
-		ep->headers = t;
-	}
+	static const char *const lines[] = {"Content-Type: application/cloudevents+json",
+					    "User-Agent: s3o-notify/" S3O_VERSION};
+	ep->target =
+	    http_target_new(cfg->url, lines, sizeof(lines) / sizeof(lines[0]), cfg->ca_file);
+	if (!ep->target)
+		return -1;
 	if (cfg->secret[0] && !(ep->signer = signer_new(cfg->secret)))
 		return -1;
 	return 0;
@@ -351,6 +345,6 @@ int endpoint_init(struct dispatcher *d, struct endpoint *ep, const struct endpoi
 
 void endpoint_release(struct endpoint *ep)
 {
-	curl_slist_free_all(ep->headers);
+	http_target_free(ep->target);
 	signer_free(ep->signer);
 }

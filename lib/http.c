@@ -5,9 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <event2/event_struct.h>
 
 #include "http1.h"
+
+struct http_target {
+	struct http1_target *plain; /* NULL: libcurl sends */
+	char *url;
+	char *ca_file;		    /* NULL: the system's CAs */
+	struct curl_slist *headers; /* the fixed lines, for libcurl */
+};
 
 struct http_xfer {
 	struct http_xfer *next, *prev; /* in the active list, or next in the free list */
@@ -16,7 +24,7 @@ struct http_xfer {
 	http_done_cb cb;
 	bool (*may_send)(void *arg);
 	void *arg;
-	struct curl_slist extra; /* links the per-request header before the shared ones */
+	struct curl_slist extra; /* links the per-request header before the target's */
 	char extra_buf[128];
 	char retry_after[64];
 	char errbuf[CURL_ERROR_SIZE];
@@ -241,16 +249,59 @@ static struct http_xfer *xfer_get(struct http *h)
 	return x;
 }
 
-bool http_builtin(struct http *h, const char *url)
+static bool header_add(struct curl_slist **list, const char *line)
 {
-	return http1_takes(h->plain, url);
+	struct curl_slist *l = curl_slist_append(*list, line);
+	if (l)
+		*list = l;
+	return l != NULL;
 }
 
-int http_post(struct http *h, const struct http_request *req, http_done_cb cb, void *arg)
+struct http_target *http_target_new(const char *url, const char *const *header_lines, size_t n,
+				    const char *ca_file)
 {
-	int rc = http1_post(h->plain, req, cb, arg); /* one lookup of the URL */
-	if (rc != 1)
-		return rc;
+	struct http_target *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->plain = http1_target_new(url, header_lines, n);
+	if (t->plain)
+		return t;
+	if (!(t->url = strdup(url)) || (ca_file && ca_file[0] && !(t->ca_file = strdup(ca_file))))
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		if (!header_add(&t->headers, header_lines[i]))
+			goto fail;
+	/* "Expect:" with no value: no 100-continue round trip before a large body. */
+	if (!header_add(&t->headers, "Expect:"))
+		goto fail;
+	return t;
+fail:
+	http_target_free(t);
+	return NULL;
+}
+
+void http_target_free(struct http_target *t)
+{
+	if (!t)
+		return;
+	http1_target_free(t->plain);
+	free(t->url);
+	free(t->ca_file);
+	curl_slist_free_all(t->headers);
+	free(t);
+}
+
+bool http_builtin(struct http *h, const char *url)
+{
+	(void)h; /* the answer depends on url and the environment alone */
+	return http1_takes(url);
+}
+
+int http_post(struct http *h, const struct http_target *t, const struct http_request *req,
+	      http_done_cb cb, void *arg)
+{
+	if (t->plain)
+		return http1_post(h->plain, t->plain, req, cb, arg);
 	struct http_xfer *x = xfer_get(h);
 	if (!x)
 		return -1;
@@ -259,7 +310,7 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	x->arg = arg;
 	x->errbuf[0] = '\0';
 
-	struct curl_slist *headers = (struct curl_slist *)req->headers;
+	struct curl_slist *headers = t->headers;
 	if (req->extra_header) {
 		snprintf(x->extra_buf, sizeof(x->extra_buf), "%s", req->extra_header);
 		x->extra.data = x->extra_buf;
@@ -268,7 +319,7 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	}
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_URL, t->url);
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
@@ -280,8 +331,8 @@ int http_post(struct http *h, const struct http_request *req, http_done_cb cb, v
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (req->ca_file && req->ca_file[0])
-		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+	if (t->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <event2/event_struct.h>
 
 #include "http_response.h"
@@ -23,17 +24,28 @@
 
 struct conn;
 
-/* One URL, parsed once. */
-struct target {
-	struct target *next;
-	char *url;
-	bool takes; /* false: libcurl sends to it */
+/* Where a URL's connections go. */
+struct dest {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	char *prefix; /* "POST <path> HTTP/1.1\r\nHost: <host>\r\nAccept: * / *\r\n" */
-	size_t prefix_len;
-	char *host; /* for error messages */
 	long port;
+	char host[INET6_ADDRSTRLEN + 2]; /* as in the URL, for error messages */
+};
+
+struct http1_target {
+	char *url;
+	struct dest dest;
+	/* "POST <path> HTTP/1.1\r\nHost: <host>\r\nAccept: * / *\r\n", then the
+	 * fixed header lines: what every request starts with. */
+	char *head;
+	size_t head_len;
+};
+
+/* The connections kept for one URL, whichever targets were made for it. */
+struct pool {
+	struct pool *next;
+	char *url;
+	struct dest dest;
 	struct conn *idle; /* most recently used first */
 };
 
@@ -41,9 +53,9 @@ enum conn_state { C_IDLE, C_CONNECTING, C_SENDING, C_WAITING };
 
 struct conn {
 	struct conn *prev, *next; /* every connection of the client */
-	struct conn *idle_next;	  /* in its target's idle list */
+	struct conn *idle_next;	  /* in its pool's idle list */
 	struct http1 *c;
-	struct target *t;
+	struct pool *p;
 	int fd;
 	enum conn_state state;
 	struct event rev, wev, timer;
@@ -69,10 +81,9 @@ struct conn {
 
 struct http1 {
 	struct event_base *base;
-	struct target *targets;
+	struct pool *pools;
 	struct conn *conns;
 	unsigned idle, max_idle;
-	bool proxied;
 	char buf[16384]; /* responses are read into this and discarded */
 };
 
@@ -83,12 +94,6 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static bool env_set(const char *name)
-{
-	const char *v = getenv(name);
-	return v && v[0];
-}
-
 struct http1 *http1_new(struct event_base *base, unsigned max_idle)
 {
 	struct http1 *c = calloc(1, sizeof(*c));
@@ -96,17 +101,7 @@ struct http1 *http1_new(struct event_base *base, unsigned max_idle)
 		return NULL;
 	c->base = base;
 	c->max_idle = max_idle;
-	/* libcurl's rule for http:// URLs: lowercase http_proxy, or all_proxy. */
-	c->proxied = env_set("http_proxy") || env_set("all_proxy") || env_set("ALL_PROXY");
 	return c;
-}
-
-static void target_free(struct target *t)
-{
-	free(t->url);
-	free(t->prefix);
-	free(t->host);
-	free(t);
 }
 
 /* Close the socket; the connection can no longer carry a request. */
@@ -122,7 +117,7 @@ static void conn_close(struct conn *k)
 
 static void idle_remove(struct conn *k)
 {
-	for (struct conn **p = &k->t->idle; *p; p = &(*p)->idle_next) {
+	for (struct conn **p = &k->p->idle; *p; p = &(*p)->idle_next) {
 		if (*p == k) {
 			*p = k->idle_next;
 			k->c->idle--;
@@ -154,10 +149,11 @@ void http1_free(struct http1 *c)
 		return;
 	while (c->conns)
 		conn_free(c->conns);
-	while (c->targets) {
-		struct target *t = c->targets;
-		c->targets = t->next;
-		target_free(t);
+	while (c->pools) {
+		struct pool *p = c->pools;
+		c->pools = p->next;
+		free(p->url);
+		free(p);
 	}
 	free(c);
 }
@@ -172,14 +168,18 @@ static char *url_part(CURLU *u, CURLUPart part, unsigned flags)
 	return v;
 }
 
-/* Fill t from its URL; false leaves it to libcurl. */
-static bool target_parse(struct target *t)
+/* The destination of url and the start of its request line ("POST
+ * <path>[?<query>] HTTP/1.1\r\nHost: <host>\r\nAccept: * / *\r\n", in *head,
+ * malloc'ed); false when this client does not take url (or out of memory). */
+static bool url_parse(const char *url, struct dest *d, char **head)
 {
 	bool ok = false;
 	char *scheme = NULL, *user = NULL, *pass = NULL, *zone = NULL, *host = NULL, *port = NULL,
 	     *path = NULL, *query = NULL;
+	*head = NULL;
+	memset(d, 0, sizeof(*d));
 	CURLU *u = curl_url();
-	if (!u || curl_url_set(u, CURLUPART_URL, t->url, 0) != CURLUE_OK)
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
 		goto out;
 	scheme = url_part(u, CURLUPART_SCHEME, 0);
 	user = url_part(u, CURLUPART_USER, 0);
@@ -194,13 +194,13 @@ static bool target_parse(struct target *t)
 		goto out;
 	char *end;
 	errno = 0;
-	t->port = strtol(port, &end, 10);
-	if (errno || *end || t->port < 1 || t->port > 65535)
+	d->port = strtol(port, &end, 10);
+	if (errno || *end || d->port < 1 || d->port > 65535)
 		goto out;
 
 	size_t hl = strlen(host);
-	struct sockaddr_in *a4 = (struct sockaddr_in *)&t->addr;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&t->addr;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&d->addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&d->addr;
 	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
 		char v6[INET6_ADDRSTRLEN];
 		if (hl - 2 >= sizeof(v6))
@@ -210,33 +210,36 @@ static bool target_parse(struct target *t)
 		if (inet_pton(AF_INET6, v6, &a6->sin6_addr) != 1)
 			goto out;
 		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons((uint16_t)t->port);
-		t->addr_len = sizeof(*a6);
+		a6->sin6_port = htons((uint16_t)d->port);
+		d->addr_len = sizeof(*a6);
 	} else if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
 		a4->sin_family = AF_INET;
-		a4->sin_port = htons((uint16_t)t->port);
-		t->addr_len = sizeof(*a4);
+		a4->sin_port = htons((uint16_t)d->port);
+		d->addr_len = sizeof(*a4);
 	} else {
 		goto out; /* a name: resolving it is libcurl's job */
 	}
+	memcpy(d->host, host, hl + 1); /* an address: it fits */
 
 	char hostport[128];
-	if (t->port == 80)
+	if (d->port == 80)
 		snprintf(hostport, sizeof(hostport), "%s", host);
 	else
-		snprintf(hostport, sizeof(hostport), "%s:%ld", host, t->port);
+		snprintf(hostport, sizeof(hostport), "%s:%ld", host, d->port);
 	size_t n = strlen(path) + (query ? strlen(query) + 1 : 0) + strlen(hostport) + 64;
-	t->prefix = malloc(n);
-	t->host = strdup(host);
-	if (!t->prefix || !t->host)
+	*head = malloc(n);
+	if (!*head)
 		goto out;
-	int w = snprintf(t->prefix, n, "POST %s%s%s HTTP/1.1\r\nHost: %s\r\nAccept: */*\r\n", path,
+	int w = snprintf(*head, n, "POST %s%s%s HTTP/1.1\r\nHost: %s\r\nAccept: */*\r\n", path,
 			 query ? "?" : "", query ? query : "", hostport);
 	if (w < 0 || (size_t)w >= n)
 		goto out;
-	t->prefix_len = (size_t)w;
 	ok = true;
 out:
+	if (!ok) {
+		free(*head);
+		*head = NULL;
+	}
 	curl_free(scheme);
 	curl_free(user);
 	curl_free(pass);
@@ -249,26 +252,79 @@ out:
 	return ok;
 }
 
-static struct target *target_get(struct http1 *c, const char *url)
+static bool env_set(const char *name)
 {
-	for (struct target *t = c->targets; t; t = t->next)
-		if (strcmp(t->url, url) == 0)
-			return t;
-	struct target *t = calloc(1, sizeof(*t));
-	if (!t || !(t->url = strdup(url))) {
-		free(t);
-		return NULL;
-	}
-	t->takes = !c->proxied && target_parse(t);
-	t->next = c->targets;
-	c->targets = t;
-	return t;
+	const char *v = getenv(name);
+	return v && v[0];
 }
 
-bool http1_takes(struct http1 *c, const char *url)
+/* libcurl's rule for http:// URLs: lowercase http_proxy, or all_proxy. */
+static bool proxied(void)
 {
-	struct target *t = target_get(c, url);
-	return t && t->takes;
+	return env_set("http_proxy") || env_set("all_proxy") || env_set("ALL_PROXY");
+}
+
+struct http1_target *http1_target_new(const char *url, const char *const *header_lines, size_t n)
+{
+	if (proxied())
+		return NULL;
+	struct http1_target *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (!url_parse(url, &t->dest, &t->head) || !(t->url = strdup(url)))
+		goto fail;
+	size_t len = strlen(t->head), need = len + 1;
+	for (size_t i = 0; i < n; i++)
+		need += strlen(header_lines[i]) + 2;
+	char *p = realloc(t->head, need);
+	if (!p)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(header_lines[i]);
+		memcpy(p + len, header_lines[i], l);
+		memcpy(p + len + l, "\r\n", 2);
+		len += l + 2;
+	}
+	p[len] = '\0';
+	t->head = p;
+	t->head_len = len;
+	return t;
+fail:
+	http1_target_free(t);
+	return NULL;
+}
+
+void http1_target_free(struct http1_target *t)
+{
+	if (!t)
+		return;
+	free(t->url);
+	free(t->head);
+	free(t);
+}
+
+bool http1_takes(const char *url)
+{
+	struct http1_target *t = http1_target_new(url, NULL, 0);
+	http1_target_free(t);
+	return t != NULL;
+}
+
+/* The pool of t's URL, made on its first POST; NULL when out of memory. */
+static struct pool *pool_get(struct http1 *c, const struct http1_target *t)
+{
+	for (struct pool *p = c->pools; p; p = p->next)
+		if (strcmp(p->url, t->url) == 0)
+			return p;
+	struct pool *p = calloc(1, sizeof(*p));
+	if (!p || !(p->url = strdup(t->url))) {
+		free(p);
+		return NULL;
+	}
+	p->dest = t->dest;
+	p->next = c->pools;
+	c->pools = p;
+	return p;
 }
 
 /* ---- one request ---- */
@@ -302,8 +358,8 @@ static void complete(struct conn *k, const char *error, bool aborted)
 	if (keep && c->idle < c->max_idle) {
 		k->state = C_IDLE;
 		k->used_us = now_us();
-		k->idle_next = k->t->idle;
-		k->t->idle = k;
+		k->idle_next = k->p->idle;
+		k->p->idle = k;
 		c->idle++;
 	} else {
 		conn_free(k);
@@ -332,7 +388,7 @@ static bool retry_fresh(struct conn *k, int err)
 		return false;
 	log_debug("POST to %s port %ld: the connection was closed before the request reached the"
 		  " peer; sending it again on a fresh connection",
-		  k->t->host, k->t->port);
+		  k->p->dest.host, k->p->dest.port);
 	conn_close(k);
 	k->retried = true;
 	k->reused = false;
@@ -342,8 +398,8 @@ static bool retry_fresh(struct conn *k, int err)
 
 static void connect_failed(struct conn *k, int err)
 {
-	snprintf(k->error, sizeof(k->error), "Failed to connect to %s port %ld: %s", k->t->host,
-		 k->t->port, strerror(err));
+	snprintf(k->error, sizeof(k->error), "Failed to connect to %s port %ld: %s",
+		 k->p->dest.host, k->p->dest.port, strerror(err));
 }
 
 static void send_more(struct conn *k)
@@ -490,7 +546,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 /* A fresh socket and a non-blocking connect for k's request. */
 static void conn_open(struct conn *k)
 {
-	k->fd = socket(k->t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	k->fd = socket(k->p->dest.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (k->fd < 0) {
 		snprintf(k->error, sizeof(k->error), "Could not open a socket: %s",
 			 strerror(errno));
@@ -502,7 +558,7 @@ static void conn_open(struct conn *k)
 	(void)setsockopt(k->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	event_assign(&k->rev, k->c->base, k->fd, EV_READ | EV_PERSIST, read_cb, k);
 	event_assign(&k->wev, k->c->base, k->fd, EV_WRITE, write_cb, k);
-	if (connect(k->fd, (struct sockaddr *)&k->t->addr, k->t->addr_len) == 0) {
+	if (connect(k->fd, (struct sockaddr *)&k->p->dest.addr, k->p->dest.addr_len) == 0) {
 		connected(k);
 	} else if (errno == EINPROGRESS) {
 		k->state = C_CONNECTING;
@@ -513,7 +569,7 @@ static void conn_open(struct conn *k)
 	}
 }
 
-static struct conn *conn_new(struct http1 *c, struct target *t)
+static struct conn *conn_new(struct http1 *c, struct pool *p)
 {
 	struct conn *k = calloc(1, sizeof(*k));
 	if (!k)
@@ -524,7 +580,7 @@ static struct conn *conn_new(struct http1 *c, struct target *t)
 		return NULL;
 	}
 	k->c = c;
-	k->t = t;
+	k->p = p;
 	k->fd = -1;
 	k->state = C_CONNECTING;
 	evtimer_assign(&k->timer, c->base, timer_cb, k);
@@ -536,12 +592,12 @@ static struct conn *conn_new(struct http1 *c, struct target *t)
 }
 
 /* The most recently used idle connection still young enough, or NULL. */
-static struct conn *take_idle(struct target *t)
+static struct conn *take_idle(struct pool *p)
 {
 	uint64_t now = now_us();
-	while (t->idle) {
-		struct conn *k = t->idle;
-		t->idle = k->idle_next;
+	while (p->idle) {
+		struct conn *k = p->idle;
+		p->idle = k->idle_next;
 		k->c->idle--;
 		k->state = C_SENDING;
 		if (now - k->used_us <= HTTP1_MAX_IDLE_AGE_US)
@@ -551,23 +607,13 @@ static struct conn *take_idle(struct target *t)
 	return NULL;
 }
 
-/* "Name: value" lines of a curl_slist; "Name:" alone removes a header in
- * libcurl's convention, so it is left out here too. */
-static bool header_wanted(const char *line)
-{
-	size_t n = strlen(line);
-	return n > 0 && line[n - 1] != ':';
-}
-
-static int build_head(struct conn *k, const struct http_request *req)
+/* t's head, the request's own header, then the Content-Length. */
+static int build_head(struct conn *k, const struct http1_target *t, const struct http_request *req)
 {
 	char len[40];
 	int ln = snprintf(len, sizeof(len), "Content-Length: %zu\r\n\r\n", req->len);
-	size_t need = k->t->prefix_len + (size_t)ln + 1;
-	for (const struct curl_slist *h = req->headers; h; h = h->next)
-		need += strlen(h->data) + 2;
-	if (req->extra_header)
-		need += strlen(req->extra_header) + 2;
+	size_t extra = req->extra_header ? strlen(req->extra_header) : 0;
+	size_t need = t->head_len + (extra ? extra + 2 : 0) + (size_t)ln + 1;
 	if (need > k->head_cap) {
 		char *p = realloc(k->head, need);
 		if (!p)
@@ -576,37 +622,29 @@ static int build_head(struct conn *k, const struct http_request *req)
 		k->head_cap = need;
 	}
 	char *p = k->head;
-	memcpy(p, k->t->prefix, k->t->prefix_len);
-	p += k->t->prefix_len;
-	for (const struct curl_slist *h = req->headers; h; h = h->next) {
-		if (!header_wanted(h->data))
-			continue;
-		size_t n = strlen(h->data);
-		memcpy(p, h->data, n);
-		memcpy(p + n, "\r\n", 2);
-		p += n + 2;
-	}
-	if (req->extra_header && header_wanted(req->extra_header)) {
-		size_t n = strlen(req->extra_header);
-		memcpy(p, req->extra_header, n);
-		memcpy(p + n, "\r\n", 2);
-		p += n + 2;
+	memcpy(p, t->head, t->head_len);
+	p += t->head_len;
+	if (extra) {
+		memcpy(p, req->extra_header, extra);
+		memcpy(p + extra, "\r\n", 2);
+		p += extra + 2;
 	}
 	memcpy(p, len, (size_t)ln);
 	k->head_len = (size_t)(p - k->head) + (size_t)ln;
 	return 0;
 }
 
-int http1_post(struct http1 *c, const struct http_request *req, http_done_cb cb, void *arg)
+int http1_post(struct http1 *c, const struct http1_target *t, const struct http_request *req,
+	       http_done_cb cb, void *arg)
 {
-	struct target *t = target_get(c, req->url);
-	if (!t || !t->takes)
-		return 1;
-	struct conn *k = take_idle(t);
-	bool reused = k != NULL;
-	if (!k && !(k = conn_new(c, t)))
+	struct pool *p = pool_get(c, t);
+	if (!p)
 		return -1;
-	if (build_head(k, req) != 0) {
+	struct conn *k = take_idle(p);
+	bool reused = k != NULL;
+	if (!k && !(k = conn_new(c, p)))
+		return -1;
+	if (build_head(k, t, req) != 0) {
 		conn_free(k);
 		return -1;
 	}
