@@ -9,6 +9,8 @@
 
 #include <curl/curl.h>
 
+#include "log.h"
+
 const char *cli_config_path(const char *opt)
 {
 	if (opt)
@@ -202,12 +204,14 @@ int cli_healthcheck(const char *url, long timeout_ms, char *err, size_t n)
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(h);
+	char shown[512];
+	log_redact_url(url, shown, sizeof(shown));
 	if (rc != CURLE_OK) {
-		snprintf(err, n, "%s: %s", url, *cerr ? cerr : curl_easy_strerror(rc));
+		snprintf(err, n, "%s: %s", shown, *cerr ? cerr : curl_easy_strerror(rc));
 		return -1;
 	}
 	if (status < 200 || status > 299) {
-		snprintf(err, n, "%s: HTTP %ld", url, status);
+		snprintf(err, n, "%s: HTTP %ld", shown, status);
 		return -1;
 	}
 	return 0;

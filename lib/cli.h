@@ -44,7 +44,8 @@ bool cli_uuid_valid(const char *s);
 /* A duration in seconds as "850ms", "12.3s", "4m05s", "2h03m" or "3d04h". */
 void cli_format_age(double seconds, char *buf, size_t n);
 
-/* GET url with a timeout: 0 on a 2xx answer, -1 with the reason in err. */
+/* GET url with a timeout: 0 on a 2xx answer, -1 with the reason in err,
+ * which shows url through log_redact_url(). */
 int cli_healthcheck(const char *url, long timeout_ms, char *err, size_t n)
     __attribute__((warn_unused_result));
 

@@ -133,14 +133,114 @@ void log_fields(enum log_level level, const struct log_field *fields, size_t nfi
 	fwrite(line, 1, pos, stderr);
 }
 
-void log_redact_url(const char *url, char *buf, size_t n)
+/* A bounded writer for log_redact_url: what does not fit is cut, and buf is
+ * always NUL-terminated. */
+struct redact_out {
+	char *buf;
+	size_t n, pos;
+};
+
+static void put(struct redact_out *o, const char *s, size_t len)
 {
-	const char *scheme = strstr(url, "://");
-	const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-	const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
-	if (!at || (slash && slash < at)) {
-		snprintf(buf, n, "%s", url);
+	for (size_t i = 0; i < len && o->pos + 1 < o->n; i++)
+		o->buf[o->pos++] = s[i];
+	if (o->n)
+		o->buf[o->pos] = '\0';
+}
+
+/* A URI: the userinfo and every query value become ***. */
+static void redact_uri(struct redact_out *o, const char *url, const char *authority)
+{
+	size_t alen = strcspn(authority, "/?#");
+	const char *at = NULL;
+	for (const char *c = authority; c < authority + alen; c++) {
+		if (*c == '@')
+			at = c;
+	}
+	if (at) {
+		put(o, url, (size_t)(authority - url));
+		put(o, "***", 3);
+		url = at;
+	}
+	const char *q = authority + alen + strcspn(authority + alen, "?#");
+	put(o, url, (size_t)(q - url));
+	if (*q != '?') {
+		put(o, q, strlen(q));
 		return;
 	}
-	snprintf(buf, n, "%.*s***%s", (int)(scheme + 3 - url), url, at);
+	put(o, "?", 1);
+	for (const char *p = q + 1;;) {
+		size_t plen = strcspn(p, "&#");
+		const char *eq = memchr(p, '=', plen);
+		put(o, p, eq ? (size_t)(eq - p) : plen);
+		if (eq)
+			put(o, "=***", 4);
+		p += plen;
+		if (*p != '&') {
+			put(o, p, strlen(p));
+			return;
+		}
+		put(o, "&", 1);
+		p++;
+	}
+}
+
+/* A key=value connection string (libpq's syntax): the values of password
+ * and sslpassword become ***; anything it cannot read is cut off as ***. */
+static void redact_conninfo(struct redact_out *o, const char *s)
+{
+	static const char space[] = " \t\n\r\f\v";
+	for (;;) {
+		size_t n = strspn(s, space);
+		put(o, s, n);
+		s += n;
+		if (*s == '\0')
+			return;
+		size_t klen = strcspn(s, "= \t\n\r\f\v");
+		bool secret = (klen == 8 && strncmp(s, "password", 8) == 0) ||
+			      (klen == 11 && strncmp(s, "sslpassword", 11) == 0);
+		const char *v = s + klen + strspn(s + klen, space);
+		if (klen == 0 || *v != '=') {
+			put(o, "***", 3);
+			return;
+		}
+		v++;
+		v += strspn(v, space);
+		put(o, s, (size_t)(v - s));
+		const char *end = v;
+		if (*end == '\'') {
+			for (end++; *end && *end != '\''; end++) {
+				if (*end == '\\' && end[1])
+					end++;
+			}
+			if (*end != '\'') {
+				put(o, "***", 3);
+				return;
+			}
+			end++;
+		} else {
+			while (*end && !strchr(space, *end)) {
+				if (*end == '\\' && end[1])
+					end++;
+				end++;
+			}
+		}
+		if (secret)
+			put(o, "***", 3);
+		else
+			put(o, v, (size_t)(end - v));
+		s = end;
+	}
+}
+
+void log_redact_url(const char *url, char *buf, size_t n)
+{
+	struct redact_out o = {buf, n, 0};
+	put(&o, "", 0);
+	size_t slen =
+	    strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+	if (slen > 0 && strncmp(url + slen, "://", 3) == 0)
+		redact_uri(&o, url, url + slen + 3);
+	else
+		redact_conninfo(&o, url);
 }

@@ -1,7 +1,9 @@
 /* log: one line per event on stderr, as text or JSON.
  * Process-wide state set once by log_setup(); every call is synchronous and
  * allocation-free for filtered-out levels (the level is tested first).
- * Callers must never pass secrets; URLs go through log_redact_url() first. */
+ * Callers must never pass secrets. The daemon names endpoints and database
+ * connections by name, never by URL; any URL or connection string that is
+ * printed goes through log_redact_url() first. */
 #ifndef S3O_LOG_H
 #define S3O_LOG_H
 
@@ -32,7 +34,10 @@ void log_fields(enum log_level level, const struct log_field *fields, size_t nfi
 #define log_warn(...)  log_fields(LOGL_WARN, NULL, 0, __VA_ARGS__)
 #define log_error(...) log_fields(LOGL_ERROR, NULL, 0, __VA_ARGS__)
 
-/* Copy url into buf (size n) with any user:password@ replaced by ***@. */
+/* Copy url into buf (size n, always NUL-terminated, cut when too long) with
+ * its secrets replaced by ***: in a URI ("scheme://...") the userinfo and
+ * every query value, in a key=value connection string the values of password
+ * and sslpassword. A token in a URI's path is not recognised. */
 void log_redact_url(const char *url, char *buf, size_t n);
 
 #endif

@@ -168,6 +168,17 @@ if start failing --status 500; then
 	grep -qF "unhealthy: http://127.0.0.1:$port/healthz: HTTP 405" "$tmp/hc.err" &&
 		pass "healthcheck: names the answer" ||
 		fail "healthcheck: names the answer" "stderr: $(cat "$tmp/hc.err")"
+	# healthcheck: a password or a token in the URL is not shown.
+	"$bin" healthcheck "http://user:hunter2@127.0.0.1:$port/healthz?token=s3cret" \
+		>/dev/null 2>"$tmp/hc.err"
+	expect_eq "healthcheck: a 405 with credentials in the URL exits 1" 1 "$?"
+	if grep -qF "unhealthy: http://***@127.0.0.1:$port/healthz?token=***: HTTP 405" \
+		"$tmp/hc.err" && ! grep -qE 'hunter2|s3cret' "$tmp/hc.err"; then
+		pass "healthcheck: the URL's password and token are not shown"
+	else
+		fail "healthcheck: the URL's password and token are not shown" \
+			"stderr: $(cat "$tmp/hc.err")"
+	fi
 	kill -TERM "$pid"
 	wait_exit "$pid" 10
 	expect_eq "failing: exits 0 on SIGTERM" 0 "$?"
