@@ -3,8 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
+
+#include "clock.h"
 
 static enum log_level min_level = LOGL_INFO;
 static enum log_format out_format = LOG_TEXT;
@@ -92,13 +93,13 @@ void log_fields(enum log_level level, const struct log_field *fields, size_t nfi
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
+	int64_t now_us = clock_realtime_us();
+	time_t now = (time_t)(now_us / 1000000);
 	struct tm tm;
-	gmtime_r(&tv.tv_sec, &tm);
+	gmtime_r(&now, &tm);
 	char ts[40];
 	size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+	snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(now_us % 1000000 / 1000));
 
 	char line[8192];
 	size_t cap = sizeof(line) - 2, pos;

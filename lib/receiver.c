@@ -15,6 +15,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "clock.h"
 #include "sign.h"
 
 #define RECEIVER_MAX_BODY (16 * 1024 * 1024)
@@ -201,15 +202,15 @@ static const char *member(const cJSON *root, const char *name)
 
 static void print_line(struct receiver *r, const char *what, const char *sig, int status)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now_us = clock_realtime_us();
+	time_t now = (time_t)(now_us / 1000000);
 	struct tm tm;
-	localtime_r(&ts.tv_sec, &tm);
+	localtime_r(&now, &tm);
 	char clock[16];
 	strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
-	fprintf(r->out, "%s%s%s%s.%03ld %s sig=%s status=%d\n", r->name ? "[" : "",
-		r->name ? r->name : "", r->name ? "] " : "", clock, ts.tv_nsec / 1000000, what, sig,
-		status);
+	fprintf(r->out, "%s%s%s%s.%03d %s sig=%s status=%d\n", r->name ? "[" : "",
+		r->name ? r->name : "", r->name ? "] " : "", clock, (int)(now_us % 1000000 / 1000),
+		what, sig, status);
 	fflush(r->out);
 }
 
@@ -261,10 +262,8 @@ static void request_cb(struct evhttp_request *req, void *arg)
 		char latency[32] = "?";
 		int64_t t;
 		if (when && receiver_parse_time(when, &t)) {
-			struct timespec now;
-			clock_gettime(CLOCK_REALTIME, &now);
-			int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-			snprintf(latency, sizeof(latency), "%" PRId64 "ms", (now_us - t) / 1000);
+			snprintf(latency, sizeof(latency), "%" PRId64 "ms",
+				 (clock_realtime_us() - t) / 1000);
 		}
 		unsigned long times = seen_count(r, id);
 		char repeat[48] = "";

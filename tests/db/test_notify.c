@@ -24,6 +24,8 @@
 
 #include <libpq-fe.h>
 
+#include "clock.h"
+
 #define CHANNEL	   "notification_outbox"
 #define MARKER	   "s3o_test_marker"
 #define WATCHDOG_S 90
@@ -55,14 +57,6 @@ static void watchdog_cb(int sig)
 	(void)r;
 	(void)sig;
 	_exit(2);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void check(struct test *t, bool ok, const char *what)
@@ -131,7 +125,7 @@ static long query_long(PGconn *conn, const char *sql)
 static int wait_readable(int fd, int64_t deadline)
 {
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - (int64_t)clock_mono_ms();
 		fd_set rfds;
 		struct timeval tv;
 		int n;
@@ -140,8 +134,7 @@ static int wait_readable(int fd, int64_t deadline)
 			return 0;
 		FD_ZERO(&rfds);
 		FD_SET(fd, &rfds);
-		tv.tv_sec = (time_t)(left / 1000);
-		tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+		tv = clock_tv_ms((uint64_t)left);
 		n = select(fd + 1, &rfds, NULL, NULL, &tv);
 		if (n >= 0)
 			return n > 0;
@@ -182,7 +175,7 @@ static int take_notifies(struct test *t, const char *want, int *outbox, bool *se
 /* Watch the listener for ms and return how many CHANNEL notifications came. */
 static int watch_quiet(struct test *t, int ms)
 {
-	int64_t deadline = now_ms() + ms;
+	int64_t deadline = (int64_t)clock_mono_ms() + ms;
 	int outbox = 0;
 	bool seen = false;
 
@@ -206,7 +199,7 @@ static int watch_quiet(struct test *t, int ms)
 static int count_until_marker(struct test *t)
 {
 	char sql[64], payload[32];
-	int64_t deadline = now_ms() + MARKER_MS;
+	int64_t deadline = (int64_t)clock_mono_ms() + MARKER_MS;
 	int outbox = 0;
 	bool seen = false;
 
@@ -321,8 +314,8 @@ static void run_scenarios(struct test *t)
  * releases its locks as it exits, a moment after PQfinish). */
 static bool busy_key_free(struct test *t)
 {
-	int64_t deadline = now_ms() + MARKER_MS;
-	while (now_ms() < deadline) {
+	int64_t deadline = (int64_t)clock_mono_ms() + MARKER_MS;
+	while ((int64_t)clock_mono_ms() < deadline) {
 		if (query_long(
 			t->producer,
 			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"

@@ -22,7 +22,7 @@ work="${3:-$root/build-fuzz}/$target"
 CLANG="${CLANG:-clang}"
 
 case "$target" in
-fuzz_config) srcs="lib/config.c lib/log.c" pkgs="inih libpq" ;;
+fuzz_config) srcs="lib/config.c lib/log.c lib/clock.c" pkgs="inih libpq" ;;
 fuzz_pattern) srcs="lib/pattern.c" pkgs="" ;;
 fuzz_retry_after) srcs="lib/backoff.c" pkgs="" ;;
 fuzz_envelope) srcs="lib/event.c" pkgs="libcjson" ;;
