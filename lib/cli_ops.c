@@ -13,8 +13,6 @@ static const char SQL_EMIT[] =
     " VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, coalesce($4::jsonb, '{}'), $5)"
     " RETURNING event_id";
 
-static const char SQL_SCHEMA_VERSION[] = "SELECT max(version) FROM notification_schema_version";
-
 static const char SQL_NOTIFY_QUEUE[] = "SELECT pg_notification_queue_usage()";
 
 static const char SQL_NEW_EVENTS[] =
@@ -158,7 +156,7 @@ static void print_endpoint(FILE *out, int width, const char *name, const PGresul
 /* The schema version, or -1 with err set when the schema is missing. */
 static int schema_version(PGconn *conn, char *err, size_t n)
 {
-	PGresult *res = PQexec(conn, SQL_SCHEMA_VERSION);
+	PGresult *res = PQexec(conn, store_sql_schema_version);
 	if (sqlstate_is(res, "42P01")) {
 		snprintf(err, n,
 			 "the s3o-notify schema is missing in this database (no table "

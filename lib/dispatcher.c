@@ -78,11 +78,11 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 		d->prefer_retry = true;
 }
 
-static void ignore_result_cb(PGresult *res, void *arg)
+static void cleanup_cb(const struct store_result *r, void *arg)
 {
 	(void)arg;
-	if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
-		log_warn("sweep cleanup failed: %s", PQresultErrorMessage(res));
+	if (r->status == STORE_ERROR)
+		log_warn("sweep cleanup failed: %s", r->error);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -94,7 +94,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	d->claim_after = 0;
 	d->wakeups[WAKE_SWEEP]++;
 	if (pgconn_is_up(d->work) && d->schema_ok) {
-		if (store_cleanup(d->work, ignore_result_cb, d) != 0 ||
+		if (store_cleanup(d->work, cleanup_cb, d) != 0 ||
 		    store_next_due(d->work, d->ep_names, d->neps, next_due_cb, d) != 0)
 			log_debug("sweep queries not sent: connection down");
 	}

@@ -8,11 +8,12 @@
 
 #include "log.h"
 
-static void busy_release_cb(PGresult *res, void *arg)
+static void busy_release_cb(const struct store_result *r, bool held, void *arg)
 {
+	(void)held;
 	(void)arg;
-	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
-		log_warn("cannot release the busy lock: %s", PQresultErrorMessage(res));
+	if (r->status == STORE_ERROR)
+		log_warn("cannot release the busy lock: %s", r->error);
 }
 
 static void busy_release(struct dispatcher *d)
@@ -22,21 +23,21 @@ static void busy_release(struct dispatcher *d)
 		log_debug("busy lock not released: connection down, which released it");
 }
 
-static void busy_take_cb(PGresult *res, void *arg)
+static void busy_take_cb(const struct store_result *r, bool taken, void *arg)
 {
 	struct dispatcher *d = arg;
 	if (d->busy_lock != LOCK_TAKING)
 		return; /* the connection went down meanwhile, and the lock with it */
 	d->busy_lock = LOCK_NONE;
-	if (!res)
+	if (r->status == STORE_LOST)
 		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_warn("cannot take the busy lock: %s", PQresultErrorMessage(res));
+	if (r->status == STORE_ERROR) {
+		log_warn("cannot take the busy lock: %s", r->error);
 		return;
 	}
-	/* 'f': another dispatcher holds it (it is draining too), or a
+	/* Not taken: another dispatcher holds it (it is draining too), or a
 	 * producer's trigger was testing it just then: try again later. */
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+	if (!taken) {
 		d->busy_try_at = now_ms() + DISPATCHER_BUSY_TRY_MS;
 		return;
 	}
@@ -45,7 +46,7 @@ static void busy_take_cb(PGresult *res, void *arg)
 		busy_release(d);
 }
 
-/* Draining: tell producers no wake-up is needed (see sql/004). Taken again
+/* Draining: tell producers no wake-up is needed (docs/design.md). Taken again
  * at once after our own release: until it is, every producer notifies. */
 void mark_busy(struct dispatcher *d)
 {
@@ -63,36 +64,35 @@ void mark_idle(struct dispatcher *d)
 		busy_release(d);
 }
 
-static void claim_new_cb(PGresult *res, void *arg)
+static void claim_new_cb(const struct store_result *r, const struct store_row *rows, size_t nrows,
+			 void *arg)
 {
 	struct dispatcher *d = arg;
 	d->claiming = false;
-	if (!res) {
+	if (r->status == STORE_LOST) {
 		dispatcher_kick(d);
 		return;
 	}
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_error("claim of new events failed: %s", PQresultErrorMessage(res));
+	if (r->status == STORE_ERROR) {
+		log_error("claim of new events failed: %s", r->error);
 		d->want_new = false; /* the sweep tries again */
 		dispatcher_check_drained(d);
 		return;
 	}
-	int n = PQntuples(res);
+	unsigned n = (unsigned)nrows;
 	/* A full batch: the next claim starts after it. Anything else: from
 	 * the start again, where rows may have become free (released leases,
 	 * late commits of ids below the last one claimed). */
 	bool from_start = d->claim_after == 0;
 	d->claim_after = 0;
-	if (n > 0 && (unsigned)n >= d->claim_want)
-		for (int i = 0; i < n; i++) {
-			int64_t id = strtoll(PQgetvalue(res, i, STORE_COL_ID), NULL, 10);
-			if (id > d->claim_after)
-				d->claim_after = id;
-		}
+	if (n > 0 && n >= d->claim_want)
+		for (unsigned i = 0; i < n; i++)
+			if (rows[i].id > d->claim_after)
+				d->claim_after = rows[i].id;
 	if (n > 0 && !d->stopping) {
 		/* Rows keep coming: claim again without waiting for a wake-up,
 		 * at once or, under load, after a pause that lets them gather. */
-		bool full = (unsigned)n >= d->claim_want;
+		bool full = n >= d->claim_want;
 		uint64_t span_us = d->claim_start_us - d->prev_claim_start_us;
 		bool load = n >= 2 && (uint64_t)n * 1000000 >= DISPATCHER_PACE_MIN_RATE * span_us;
 		/* The lock only once two claims in a row saw the load: a pair of
@@ -127,15 +127,15 @@ static void claim_new_cb(PGresult *res, void *arg)
 		}
 	}
 	if (n > 0) {
-		d->share_rows = (unsigned)n;
+		d->share_rows = n;
 		for (size_t i = 0; i < d->neps; i++)
 			d->eps[i].share = 0;
 	}
-	for (int i = 0; i < n; i++)
-		job_from_row(d, res, i, NULL);
+	for (unsigned i = 0; i < n; i++)
+		job_from_row(d, &rows[i], NULL);
 	for (size_t i = 0; i < d->neps; i++)
 		endpoint_pump(&d->eps[i]);
-	log_debug("claimed %d new events", n);
+	log_debug("claimed %u new events", n);
 	dispatcher_kick(d);
 }
 
@@ -147,23 +147,23 @@ static struct endpoint *endpoint_by_name(struct dispatcher *d, const char *name)
 	return NULL;
 }
 
-static void claim_retries_cb(PGresult *res, void *arg)
+static void claim_retries_cb(const struct store_result *r, const struct store_row *rows, size_t n,
+			     void *arg)
 {
 	struct dispatcher *d = arg;
 	d->claiming = false;
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		if (res)
-			log_error("claim of retries failed: %s", PQresultErrorMessage(res));
+	if (r->status != STORE_OK) {
+		if (r->status == STORE_ERROR)
+			log_error("claim of retries failed: %s", r->error);
 		dispatcher_kick(d);
 		return;
 	}
-	int n = PQntuples(res);
-	for (int i = 0; i < n; i++) {
-		struct endpoint *ep = endpoint_by_name(d, PQgetvalue(res, i, STORE_COL_ENDPOINT));
+	for (size_t i = 0; i < n; i++) {
+		struct endpoint *ep = endpoint_by_name(d, rows[i].endpoint);
 		if (!ep)
 			continue; /* cannot happen: we asked for these names; the lease expires */
 		ep->retry_got++;
-		job_from_row(d, res, i, ep);
+		job_from_row(d, &rows[i], ep);
 	}
 	bool more = false;
 	for (size_t i = 0; i < d->neps; i++) {
@@ -174,7 +174,7 @@ static void claim_retries_cb(PGresult *res, void *arg)
 		ep->retry_req = ep->retry_got = 0;
 		endpoint_pump(ep);
 	}
-	log_debug("claimed %d due retries", n);
+	log_debug("claimed %zu due retries", n);
 	/* Nothing more is due now: time the next retry that will be. */
 	if (!more && !d->stopping &&
 	    store_next_due(d->work, d->ep_names, d->neps, next_due_cb, d) != 0)

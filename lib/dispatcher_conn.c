@@ -3,39 +3,38 @@
  * listen, and the wake-ups NOTIFY brings. */
 #include "dispatcher_int.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 
-static void unknown_endpoints_cb(PGresult *res, void *arg)
+static void unknown_endpoints_cb(const struct store_result *r, const struct store_count *rows,
+				 size_t n, void *arg)
 {
 	(void)arg;
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK)
-		return;
-	for (int i = 0; i < PQntuples(res); i++)
-		log_warn("%s deliveries are queued for endpoint \"%s\", which is not configured:"
-			 " they stay queued until it returns or an operator purges them",
-			 PQgetvalue(res, i, 1), PQgetvalue(res, i, 0));
+	(void)r;
+	for (size_t i = 0; i < n; i++)
+		log_warn(
+		    "%" PRId64 " deliveries are queued for endpoint \"%s\", which is not"
+		    " configured: they stay queued until it returns or an operator purges them",
+		    rows[i].count, rows[i].endpoint);
 }
 
-static void schema_cb(PGresult *res, void *arg)
+static void schema_cb(const struct store_result *r, int version, void *arg)
 {
 	struct dispatcher *d = arg;
-	if (!res)
-		return; /* connection lost: checked again on reconnect */
-	int version = -1;
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    !PQgetisnull(res, 0, 0))
-		version = atoi(PQgetvalue(res, 0, 0));
+	if (r->status == STORE_LOST)
+		return; /* checked again on reconnect */
 	if (version < STORE_SCHEMA_VERSION) {
 		char why[512];
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			snprintf(why, sizeof(why), "%s", PQresultErrorMessage(res));
+		if (r->status == STORE_ERROR)
+			snprintf(why, sizeof(why), "%s", r->error);
+		else if (version < 0)
+			snprintf(why, sizeof(why), "no version recorded");
 		else
 			snprintf(why, sizeof(why), "schema version %d", version);
-		why[strcspn(why, "\n")] = '\0';
 		log_error("the database schema is missing or older than version %d (%s): apply "
 			  "the migrations in sql/ with psql -v ON_ERROR_STOP=1 -f",
 			  STORE_SCHEMA_VERSION, why);
@@ -60,13 +59,13 @@ static void schema_cb(PGresult *res, void *arg)
 	dispatcher_kick(d);
 }
 
-static void session_setup_cb(PGresult *res, void *arg)
+static void session_setup_cb(const struct store_result *r, void *arg)
 {
 	(void)arg;
-	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+	if (r->status == STORE_ERROR)
 		log_warn("cannot set synchronous_commit = off and plan_cache_mode = "
 			 "force_custom_plan (commits wait for the WAL flush): %s",
-			 PQresultErrorMessage(res));
+			 r->error);
 }
 
 /* Claims and settlements commit without waiting for the WAL flush (see
@@ -96,19 +95,19 @@ void work_down_cb(void *arg)
 	mark_idle(d); /* no claims until it is back */
 }
 
-static void listen_result_cb(PGresult *res, void *arg)
+static void listen_result_cb(const struct store_result *r, void *arg)
 {
 	struct dispatcher *d = arg;
-	if (!res)
+	if (r->status == STORE_LOST)
 		return;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_error("LISTEN failed: %s", PQresultErrorMessage(res));
+	if (r->status == STORE_ERROR) {
+		log_error("LISTEN failed: %s", r->error);
 		pgconn_reconnect(d->listen);
 		return;
 	}
 	d->listening = true;
 	pgconn_reset_backoff(d->listen);
-	log_info("listening on channel " DISPATCHER_CHANNEL);
+	log_info("listening on channel " STORE_CHANNEL);
 	/* Notifications sent while we were not listening are lost: catch up now. */
 	d->want_new = d->want_retry = true;
 	d->wakeups[WAKE_RECONNECT]++;
@@ -118,8 +117,7 @@ static void listen_result_cb(PGresult *res, void *arg)
 void listen_up_cb(void *arg)
 {
 	struct dispatcher *d = arg;
-	if (pgconn_query(d->listen, "LISTEN " DISPATCHER_CHANNEL, 0, NULL, listen_result_cb, d) !=
-	    0)
+	if (store_listen(d->listen, listen_result_cb, d) != 0)
 		pgconn_reconnect(d->listen);
 }
 

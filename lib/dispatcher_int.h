@@ -22,11 +22,10 @@
 #include "sign.h"
 #include "store.h"
 
-#define DISPATCHER_CHANNEL	  "notification_outbox"
 #define DISPATCHER_SETTLE_WAIT_MS 5000 /* at shutdown, after the deliveries */
 #define DISPATCHER_RETRY_SLACK_MS 10   /* so a retry is due in the database when we claim it */
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
-#define DISPATCHER_BUSY_TRY_MS	  20   /* after a failed attempt at the busy lock (sql/004) */
+#define DISPATCHER_BUSY_TRY_MS	  20   /* after a failed attempt at the busy lock */
 #define DISPATCHER_LAST_CLAIM_MS  100  /* after releasing it: covers producers' commit delay */
 /* Under load (rows arriving at PACE_MIN_RATE a second or more, as the last
  * claim saw them) claims start PACE_MS apart, so they come in batches
@@ -137,7 +136,7 @@ struct dispatcher {
 	bool busy;   /* draining: claims come back full, or rows come in under load */
 	bool loaded; /* the last claim saw rows come in at PACE_MIN_RATE or more */
 	bool pacing; /* and was not full: the next one waits (settlements too) */
-	/* The busy lock (sql/004), held on the listen connection while busy:
+	/* The busy lock (docs/design.md), held on the listen connection while busy:
 	 * producers then skip pg_notify(). */
 	enum { LOCK_NONE, LOCK_TAKING, LOCK_HELD } busy_lock;
 	uint64_t busy_try_at; /* no attempt at the lock before (monotonic ms), after a failed one */
@@ -162,7 +161,7 @@ struct dispatcher {
 	struct histogram lag;
 	uint64_t wakeups[WAKE_COUNT];
 	bool stats_running, stats_valid;
-	double depth, oldest_age, queue_usage;
+	struct store_stats stats;
 };
 
 static inline uint64_t mono_us(void)
@@ -195,7 +194,7 @@ bool claim_new(struct dispatcher *d);
 bool claim_retries(struct dispatcher *d);
 bool retry_wanted(const struct dispatcher *d);
 void claim_timer_cb(evutil_socket_t fd, short what, void *arg);
-/* The busy lock (sql/004) while draining; released when idle. */
+/* The busy lock (docs/design.md) while draining; released when idle. */
 void mark_busy(struct dispatcher *d);
 void mark_idle(struct dispatcher *d);
 
@@ -204,7 +203,7 @@ int endpoint_init(struct dispatcher *d, struct endpoint *ep, const struct endpoi
     __attribute__((warn_unused_result));
 void endpoint_release(struct endpoint *ep);
 /* Build a job from a claimed row (retry_ep: a due retry for that endpoint). */
-void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint *retry_ep);
+void job_from_row(struct dispatcher *d, const struct store_row *row, struct endpoint *retry_ep);
 void job_unlink(struct dispatcher *d, struct job *j);
 void job_free(struct job *j);
 /* A delivery has its outcome: finish the job once it was the last. */
@@ -217,7 +216,7 @@ unsigned endpoint_room(const struct endpoint *ep);
 /* dispatcher_settle.c: outcomes, settlement and retry timing */
 void job_finish(struct dispatcher *d, struct job *j);
 void settle_flush(struct dispatcher *d);
-void next_due_cb(PGresult *res, void *arg);
+void next_due_cb(const struct store_result *r, bool pending, uint64_t ms, void *arg);
 void settle_timer_cb(evutil_socket_t fd, short what, void *arg);
 void retry_timer_cb(evutil_socket_t fd, short what, void *arg);
 

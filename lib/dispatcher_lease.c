@@ -8,16 +8,17 @@
 
 #include "log.h"
 
-static void renew_result_cb(PGresult *res, void *arg)
+static void renew_result_cb(const struct store_result *r, const struct store_renewed *rows,
+			    size_t n, void *arg)
 {
 	struct dispatcher *d = arg;
-	bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+	bool ok = r->status == STORE_OK;
 	if (!ok)
 		log_warn("lease renewal failed: %s",
-			 res ? PQresultErrorMessage(res) : "connection lost");
-	for (int i = 0; ok && i < PQntuples(res); i++) {
-		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		const char *ep = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+			 r->status == STORE_ERROR ? r->error : "connection lost");
+	for (size_t i = 0; i < n; i++) {
+		int64_t id = rows[i].id;
+		const char *ep = rows[i].endpoint;
 		for (struct job *j = d->jobs; j; j = j->next) {
 			if (j->renewing && j->id == id && j->retry == (ep != NULL) &&
 			    (!ep || strcmp(ep, j->del[0].ep->cfg->name) == 0)) {
@@ -66,5 +67,5 @@ void renew_cb(evutil_socket_t fd, short what, void *arg)
 	d->renewal = b;
 	d->renewal_sent_ms = now;
 	if (store_renew(d->work, b, d->cfg->lease_ms, renew_result_cb, d) != 0)
-		renew_result_cb(NULL, d);
+		renew_result_cb(&(struct store_result){STORE_LOST, NULL}, NULL, 0, d);
 }

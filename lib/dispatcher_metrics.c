@@ -25,18 +25,13 @@ int dispatcher_histograms_init(struct dispatcher *d)
 	return 0;
 }
 
-static void stats_result_cb(PGresult *res, void *arg)
+static void stats_result_cb(const struct store_result *r, const struct store_stats *st, void *arg)
 {
 	struct dispatcher *d = arg;
 	d->stats_running = false;
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		d->stats_valid = false;
-		return;
-	}
-	d->depth = atof(PQgetvalue(res, 0, 0));
-	d->oldest_age = atof(PQgetvalue(res, 0, 1));
-	d->queue_usage = atof(PQgetvalue(res, 0, 2));
-	d->stats_valid = true;
+	d->stats_valid = r->status == STORE_OK;
+	if (d->stats_valid)
+		d->stats = *st;
 }
 
 void stats_cb(evutil_socket_t fd, short what, void *arg)
@@ -67,15 +62,15 @@ void dispatcher_metrics(const struct dispatcher *d, struct metrics_buf *out)
 		metrics_header(out, "s3o_notification_outbox_depth",
 			       "Deliveries still queued: new events, in flight or awaiting retry.",
 			       "gauge");
-		metrics_sample(out, "s3o_notification_outbox_depth", NULL, 0, d->depth);
+		metrics_sample(out, "s3o_notification_outbox_depth", NULL, 0, d->stats.depth);
 		metrics_header(out, "s3o_notification_oldest_pending_age_seconds",
 			       "Age of the oldest event still queued (0 when none).", "gauge");
 		metrics_sample(out, "s3o_notification_oldest_pending_age_seconds", NULL, 0,
-			       d->oldest_age);
+			       d->stats.oldest_age);
 		metrics_header(out, "s3o_notification_queue_usage",
 			       "pg_notification_queue_usage(): when full, producers' commits fail.",
 			       "gauge");
-		metrics_sample(out, "s3o_notification_queue_usage", NULL, 0, d->queue_usage);
+		metrics_sample(out, "s3o_notification_queue_usage", NULL, 0, d->stats.queue_usage);
 	}
 
 	static const struct {

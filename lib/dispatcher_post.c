@@ -232,11 +232,6 @@ void job_unlink(struct dispatcher *d, struct job *j)
 	d->njobs--;
 }
 
-static const char *field(PGresult *res, int row, int col)
-{
-	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
 static bool endpoint_wants(const struct endpoint_config *c, const char *type, const char *subject)
 {
 	for (size_t k = 0; k < c->nevents; k++)
@@ -246,12 +241,10 @@ static bool endpoint_wants(const struct endpoint_config *c, const char *type, co
 }
 
 /* Build a job from a claimed row: the envelope once, then its deliveries. */
-void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint *retry_ep)
+void job_from_row(struct dispatcher *d, const struct store_row *row, struct endpoint *retry_ep)
 {
-	const char *type = field(res, row, STORE_COL_TYPE);
-	const char *subject = field(res, row, STORE_COL_SUBJECT);
-	int64_t id = strtoll(PQgetvalue(res, row, STORE_COL_ID), NULL, 10);
-	const char *token = PQgetvalue(res, row, STORE_COL_TOKEN);
+	const char *type = row->type, *subject = row->subject;
+	int64_t id = row->id;
 
 	bool wants[d->neps ? d->neps : 1];
 	unsigned n = 0;
@@ -266,9 +259,9 @@ void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint 
 		if (n == 0) {
 			/* Nobody wants it: remove it, counted. */
 			d->unmatched++;
-			log_debug("event %s (%s) matches no endpoint: removed",
-				  PQgetvalue(res, row, STORE_COL_EVENT_ID), type);
-			store_batch_new_done(d->pending, id, token);
+			log_debug("event %s (%s) matches no endpoint: removed", row->event_id,
+				  type);
+			store_batch_new_done(d->pending, id, row->token);
 			return;
 		}
 	}
@@ -281,19 +274,17 @@ void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint 
 	}
 	j->id = id;
 	j->leased_ms = now_ms();
-	snprintf(j->token, sizeof(j->token), "%s", token);
+	snprintf(j->token, sizeof(j->token), "%s", row->token);
 	j->retry = retry_ep != NULL;
-	j->event_id = strdup(PQgetvalue(res, row, STORE_COL_EVENT_ID));
+	j->event_id = strdup(row->event_id);
 	j->type = strdup(type);
-	const char *source = field(res, row, STORE_COL_SOURCE);
-	j->created_us = strtoll(PQgetvalue(res, row, STORE_COL_CREATED_US), NULL, 10);
+	j->created_us = row->created_us;
 	/* An oversized event is never built: dropped for every endpoint, audited. */
-	size_t data_len = (size_t)PQgetlength(res, row, STORE_COL_DATA);
+	size_t data_len = row->data_len;
 	bool oversize = data_len > d->cfg->max_event_bytes;
 	if (!oversize) {
-		j->body =
-		    event_envelope(j->event_id, source ? source : d->cfg->source, type, subject,
-				   j->created_us, PQgetvalue(res, row, STORE_COL_DATA), &j->len);
+		j->body = event_envelope(j->event_id, row->source ? row->source : d->cfg->source,
+					 type, subject, j->created_us, row->data, &j->len);
 		oversize = j->body && j->len > d->cfg->max_event_bytes;
 	}
 	j->ndel = n;
@@ -312,7 +303,7 @@ void job_from_row(struct dispatcher *d, PGresult *res, int row, struct endpoint 
 		dl->job = j;
 		dl->ep = ep;
 		if (retry_ep)
-			dl->attempts = atoi(PQgetvalue(res, row, STORE_COL_ATTEMPTS));
+			dl->attempts = row->attempts;
 		if (oversize && j->event_id && j->type)
 			drop_oversize(d, dl, data_len);
 		else if (!j->event_id || !j->type || !j->body)

@@ -121,14 +121,12 @@ void settle_flush(struct dispatcher *d)
 		d->inflight_sent = true;
 }
 
-void next_due_cb(PGresult *res, void *arg)
+void next_due_cb(const struct store_result *r, bool pending, uint64_t ms, void *arg)
 {
 	struct dispatcher *d = arg;
-	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-	    PQgetisnull(res, 0, 0) || d->stopping)
+	if (r->status != STORE_OK || !pending || d->stopping)
 		return;
-	long long ms = atoll(PQgetvalue(res, 0, 0));
-	arm_retry(d, (ms > 0 ? (uint64_t)ms : 0) + DISPATCHER_RETRY_SLACK_MS);
+	arm_retry(d, ms + DISPATCHER_RETRY_SLACK_MS);
 }
 
 void settle_timer_cb(evutil_socket_t fd, short what, void *arg)

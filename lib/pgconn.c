@@ -1,5 +1,6 @@
 #include "pgconn.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,8 @@ struct pgquery {
 	int nparams;
 	char **values;
 	pgconn_result_cb cb;
-	void *arg;
+	void *arg;	   /* the caller's, or ctx */
+	max_align_t ctx[]; /* pgconn_query_ctx()'s copy */
 };
 
 struct pgconn {
@@ -444,13 +446,18 @@ void pgconn_reconnect(struct pgconn *c)
 }
 
 static int enqueue(struct pgconn *c, const char *stmt, const char *sql, int nparams,
-		   const char *const *values, pgconn_result_cb cb, void *arg)
+		   const char *const *values, pgconn_result_cb cb, void *arg, const void *ctx,
+		   size_t ctx_len)
 {
 	if (c->state != PGCONN_UP)
 		return -1;
-	struct pgquery *q = calloc(1, sizeof(*q));
+	struct pgquery *q = calloc(1, sizeof(*q) + ctx_len);
 	if (!q)
 		return -1;
+	if (ctx) {
+		memcpy(q->ctx, ctx, ctx_len);
+		arg = q->ctx;
+	}
 	q->stmt = c->unnamed_only ? NULL : stmt;
 	q->sql = strdup(sql);
 	q->values = calloc((size_t)nparams + 1, sizeof(char *));
@@ -478,11 +485,18 @@ static int enqueue(struct pgconn *c, const char *stmt, const char *sql, int npar
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *values,
 		 pgconn_result_cb cb, void *arg)
 {
-	return enqueue(c, NULL, sql, nparams, values, cb, arg);
+	return enqueue(c, NULL, sql, nparams, values, cb, arg, NULL, 0);
 }
 
 int pgconn_query_prepared(struct pgconn *c, const char *stmt, const char *sql, int nparams,
 			  const char *const *values, pgconn_result_cb cb, void *arg)
 {
-	return enqueue(c, stmt, sql, nparams, values, cb, arg);
+	return enqueue(c, stmt, sql, nparams, values, cb, arg, NULL, 0);
+}
+
+int pgconn_query_ctx(struct pgconn *c, const char *stmt, const char *sql, int nparams,
+		     const char *const *values, pgconn_result_cb cb, const void *ctx,
+		     size_t ctx_len)
+{
+	return enqueue(c, stmt, sql, nparams, values, cb, NULL, ctx, ctx_len);
 }

@@ -7,6 +7,7 @@
 #define S3O_PGCONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <event2/event.h>
@@ -55,5 +56,12 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 int pgconn_query_prepared(struct pgconn *c, const char *stmt, const char *sql, int nparams,
 			  const char *const *values, pgconn_result_cb cb, void *arg)
     __attribute__((warn_unused_result));
+
+/* The same, with a context that pgconn keeps a copy of: cb's arg points to
+ * the copy (ctx_len bytes, suitably aligned), valid until cb returns and
+ * freed with the query, also when pgconn_free() drops it unanswered. */
+int pgconn_query_ctx(struct pgconn *c, const char *stmt, const char *sql, int nparams,
+		     const char *const *values, pgconn_result_cb cb, const void *ctx,
+		     size_t ctx_len) __attribute__((warn_unused_result));
 
 #endif

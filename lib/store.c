@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,7 @@
 
 #include "log.h"
 
-static const char SQL_SCHEMA_VERSION[] = "SELECT max(version) FROM notification_schema_version";
+const char store_sql_schema_version[] = "SELECT max(version) FROM notification_schema_version";
 
 /* $3: start after this id. The rows at the head of the index are the ones
  * just claimed and still in flight: walking over them (a heap fetch each) at
@@ -60,8 +61,7 @@ static const char SQL_STATS[] =
     " coalesce(extract(epoch FROM now() - (SELECT created_at FROM notification_outbox"
     " ORDER BY id LIMIT 1)), 0), pg_notification_queue_usage()";
 
-/* Key (1395806030 = 'S3ON', the outbox's oid): see sql/004. */
-#define BUSY_KEY "1395806030, 'notification_outbox'::regclass::oid::int"
+#define BUSY_KEY STORE_BUSY_LOCK_ARGS
 static const char SQL_BUSY_TAKE[] = "SELECT pg_try_advisory_lock(" BUSY_KEY ")";
 static const char SQL_BUSY_RELEASE[] = "SELECT pg_advisory_unlock(" BUSY_KEY ")";
 
@@ -422,41 +422,318 @@ int store_settle(struct pgconn *c, const struct store_batch *cb_batch, store_set
 	return 0;
 }
 
-int store_renew(struct pgconn *c, const struct store_batch *cb_batch, uint64_t lease_ms,
-		pgconn_result_cb cb, void *arg)
+/* One query's typed callback, and how its result is decoded for it. */
+struct call {
+	void (*decode)(const struct store_result *r, PGresult *res, const struct call *k);
+	union {
+		store_done_cb done;
+		store_rows_cb rows;
+		store_version_cb version;
+		store_counts_cb counts;
+		store_due_cb due;
+		store_stats_cb stats;
+		store_lock_cb lock;
+		store_renewed_cb renewed;
+	} cb;
+	void *arg;
+};
+
+static bool parse_i64(const char *s, int64_t *out)
 {
-	struct store_batch *b = (struct store_batch *)cb_batch;
-	char lease[24];
-	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
-	const char *v[6];
-	for (int i = 0; i < 5; i++)
-		v[i] = arr_text(&b->a[A_RNEW_ID + i]);
-	v[5] = lease;
-	return pgconn_query(c, SQL_RENEW, 6, v, cb, arg);
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return false;
+	*out = v;
+	return true;
 }
 
-int store_session_setup(struct pgconn *c, pgconn_result_cb cb, void *arg)
+static bool parse_double(const char *s, double *out)
 {
-	return pgconn_query(c,
-			    "SELECT set_config('synchronous_commit', 'off', false),"
-			    " set_config('plan_cache_mode', 'force_custom_plan', false)",
-			    0, NULL, cb, arg);
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end)
+		return false;
+	*out = v;
+	return true;
 }
 
-int store_schema_version(struct pgconn *c, pgconn_result_cb cb, void *arg)
+static const char *text_or_null(PGresult *res, int row, int col)
 {
-	return pgconn_query(c, SQL_SCHEMA_VERSION, 0, NULL, cb, arg);
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* A result that does not have the shape its statement gives: a bug or a
+ * schema changed under the daemon. Reported as an error, rows dropped (their
+ * leases expire and they are claimed again). */
+static void malformed(const struct call *k, PGresult *res, const char *what,
+		      void (*fail)(const struct call *k, const struct store_result *r))
+{
+	struct store_result r = {STORE_ERROR, what};
+	log_error("unexpected result from the database (%d rows, %d columns): %s", PQntuples(res),
+		  PQnfields(res), what);
+	fail(k, &r);
+}
+
+static void call_cb(PGresult *res, void *arg)
+{
+	struct call *k = arg;
+	struct store_result r = {STORE_LOST, NULL};
+	char err[512];
+	if (res) {
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+			r.status = STORE_OK;
+		} else {
+			snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
+			err[strcspn(err, "\n")] = '\0';
+			r.status = STORE_ERROR;
+			r.error = err;
+		}
+	}
+	k->decode(&r, r.status == STORE_OK ? res : NULL, k);
+}
+
+static int call_send(struct pgconn *c, const char *stmt, const char *sql, int nparams,
+		     const char *const *values, struct call k)
+{
+	return pgconn_query_ctx(c, stmt, sql, nparams, values, call_cb, &k, sizeof(k));
+}
+
+static void decode_done(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	(void)res;
+	k->cb.done(r, k->arg);
+}
+
+static void fail_rows(const struct call *k, const struct store_result *r)
+{
+	k->cb.rows(r, NULL, 0, k->arg);
+}
+
+/* Columns of both claims: id, token, event_id, type, subject, source,
+ * data, created_us, and for retries endpoint and attempts. */
+static void decode_rows(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	if (!res) {
+		fail_rows(k, r);
+		return;
+	}
+	int n = PQntuples(res);
+	bool retries = PQnfields(res) == 10;
+	if (!retries && PQnfields(res) != 8) {
+		malformed(k, res, "a claim's columns", fail_rows);
+		return;
+	}
+	struct store_row *rows = calloc(n ? (size_t)n : 1, sizeof(*rows));
+	if (!rows) {
+		/* Their leases expire and they are claimed again. */
+		struct store_result oom = {STORE_ERROR, "out of memory decoding a claim"};
+		fail_rows(k, &oom);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		struct store_row *w = &rows[i];
+		int64_t attempts = 0;
+		bool ok = parse_i64(PQgetvalue(res, i, 0), &w->id) &&
+			  parse_i64(PQgetvalue(res, i, 7), &w->created_us) &&
+			  (!retries || parse_i64(PQgetvalue(res, i, 9), &attempts)) &&
+			  attempts >= 0 && attempts <= INT32_MAX;
+		for (int col = 0; ok && col < 4; col++)
+			ok = !PQgetisnull(res, i, col);
+		ok = ok && !PQgetisnull(res, i, 6) && (!retries || !PQgetisnull(res, i, 8));
+		if (!ok) {
+			free(rows);
+			malformed(k, res, "a claimed row's values", fail_rows);
+			return;
+		}
+		w->token = PQgetvalue(res, i, 1);
+		w->event_id = PQgetvalue(res, i, 2);
+		w->type = PQgetvalue(res, i, 3);
+		w->subject = text_or_null(res, i, 4);
+		w->source = text_or_null(res, i, 5);
+		w->data = PQgetvalue(res, i, 6);
+		w->data_len = (size_t)PQgetlength(res, i, 6);
+		w->endpoint = retries ? PQgetvalue(res, i, 8) : NULL;
+		w->attempts = (int)attempts;
+	}
+	k->cb.rows(r, rows, (size_t)n, k->arg);
+	free(rows);
+}
+
+static void fail_version(const struct call *k, const struct store_result *r)
+{
+	k->cb.version(r, -1, k->arg);
+}
+
+static void decode_version(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	int64_t v = -1;
+	if (!res) {
+		fail_version(k, r);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 1 ||
+	    (!PQgetisnull(res, 0, 0) &&
+	     (!parse_i64(PQgetvalue(res, 0, 0), &v) || v < 0 || v > INT32_MAX))) {
+		malformed(k, res, "the schema version", fail_version);
+		return;
+	}
+	k->cb.version(r, (int)v, k->arg);
+}
+
+static void fail_counts(const struct call *k, const struct store_result *r)
+{
+	k->cb.counts(r, NULL, 0, k->arg);
+}
+
+static void decode_counts(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	if (!res) {
+		fail_counts(k, r);
+		return;
+	}
+	int n = PQntuples(res);
+	struct store_count *rows = calloc(n ? (size_t)n : 1, sizeof(*rows));
+	if (!rows || PQnfields(res) != 2) {
+		free(rows);
+		malformed(k, res, "counts per endpoint", fail_counts);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		rows[i].endpoint = PQgetvalue(res, i, 0);
+		if (!parse_i64(PQgetvalue(res, i, 1), &rows[i].count)) {
+			free(rows);
+			malformed(k, res, "counts per endpoint", fail_counts);
+			return;
+		}
+	}
+	k->cb.counts(r, rows, (size_t)n, k->arg);
+	free(rows);
+}
+
+static void fail_due(const struct call *k, const struct store_result *r)
+{
+	k->cb.due(r, false, 0, k->arg);
+}
+
+static void decode_due(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	int64_t ms = 0;
+	if (!res) {
+		fail_due(k, r);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 1 ||
+	    (!PQgetisnull(res, 0, 0) && !parse_i64(PQgetvalue(res, 0, 0), &ms))) {
+		malformed(k, res, "the next due time", fail_due);
+		return;
+	}
+	k->cb.due(r, !PQgetisnull(res, 0, 0), ms > 0 ? (uint64_t)ms : 0, k->arg);
+}
+
+static void fail_stats(const struct call *k, const struct store_result *r)
+{
+	k->cb.stats(r, NULL, k->arg);
+}
+
+static void decode_stats(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	struct store_stats st;
+	if (!res) {
+		fail_stats(k, r);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 3 ||
+	    !parse_double(PQgetvalue(res, 0, 0), &st.depth) ||
+	    !parse_double(PQgetvalue(res, 0, 1), &st.oldest_age) ||
+	    !parse_double(PQgetvalue(res, 0, 2), &st.queue_usage)) {
+		malformed(k, res, "the outbox's gauges", fail_stats);
+		return;
+	}
+	k->cb.stats(r, &st, k->arg);
+}
+
+static void fail_lock(const struct call *k, const struct store_result *r)
+{
+	k->cb.lock(r, false, k->arg);
+}
+
+static void decode_lock(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	if (!res) {
+		fail_lock(k, r);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 1 || PQgetisnull(res, 0, 0)) {
+		malformed(k, res, "the busy lock's answer", fail_lock);
+		return;
+	}
+	k->cb.lock(r, strcmp(PQgetvalue(res, 0, 0), "t") == 0, k->arg);
+}
+
+static void fail_renewed(const struct call *k, const struct store_result *r)
+{
+	k->cb.renewed(r, NULL, 0, k->arg);
+}
+
+static void decode_renewed(const struct store_result *r, PGresult *res, const struct call *k)
+{
+	if (!res) {
+		fail_renewed(k, r);
+		return;
+	}
+	int n = PQntuples(res);
+	struct store_renewed *rows = calloc(n ? (size_t)n : 1, sizeof(*rows));
+	if (!rows || PQnfields(res) != 2) {
+		free(rows);
+		malformed(k, res, "the renewed leases", fail_renewed);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		rows[i].endpoint = text_or_null(res, i, 1);
+		if (!parse_i64(PQgetvalue(res, i, 0), &rows[i].id)) {
+			free(rows);
+			malformed(k, res, "the renewed leases", fail_renewed);
+			return;
+		}
+	}
+	k->cb.renewed(r, rows, (size_t)n, k->arg);
+	free(rows);
+}
+
+int store_session_setup(struct pgconn *c, store_done_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT set_config('synchronous_commit', 'off', false),"
+				  " set_config('plan_cache_mode', 'force_custom_plan', false)";
+	return call_send(c, NULL, sql, 0, NULL,
+			 (struct call){.decode = decode_done, .cb.done = cb, .arg = arg});
+}
+
+int store_listen(struct pgconn *c, store_done_cb cb, void *arg)
+{
+	return call_send(c, NULL, "LISTEN " STORE_CHANNEL, 0, NULL,
+			 (struct call){.decode = decode_done, .cb.done = cb, .arg = arg});
+}
+
+int store_schema_version(struct pgconn *c, store_version_cb cb, void *arg)
+{
+	return call_send(c, NULL, store_sql_schema_version, 0, NULL,
+			 (struct call){.decode = decode_version, .cb.version = cb, .arg = arg});
 }
 
 int store_claim_new(struct pgconn *c, unsigned limit, int64_t after_id, uint64_t lease_ms,
-		    pgconn_result_cb cb, void *arg)
+		    store_rows_cb cb, void *arg)
 {
 	char lim[16], lease[24], after[24];
 	snprintf(lim, sizeof(lim), "%u", limit);
 	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
 	snprintf(after, sizeof(after), "%" PRId64, after_id);
 	const char *v[] = {lim, lease, after};
-	return pgconn_query_prepared(c, STMT_CLAIM_NEW, SQL_CLAIM_NEW, 3, v, cb, arg);
+	return call_send(c, STMT_CLAIM_NEW, SQL_CLAIM_NEW, 3, v,
+			 (struct call){.decode = decode_rows, .cb.rows = cb, .arg = arg});
 }
 
 static const char *names_array(struct arr *a, const char *const *names, size_t n)
@@ -467,7 +744,7 @@ static const char *names_array(struct arr *a, const char *const *names, size_t n
 }
 
 int store_claim_retries(struct pgconn *c, const char *const *endpoints, const unsigned *limits,
-			size_t n, uint64_t lease_ms, pgconn_result_cb cb, void *arg)
+			size_t n, uint64_t lease_ms, store_rows_cb cb, void *arg)
 {
 	struct arr names = {0}, lims = {0};
 	for (size_t i = 0; i < n; i++)
@@ -475,43 +752,63 @@ int store_claim_retries(struct pgconn *c, const char *const *endpoints, const un
 	char lease[24];
 	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
 	const char *v[] = {names_array(&names, endpoints, n), arr_text(&lims), lease};
-	int rc = pgconn_query(c, SQL_CLAIM_RETRIES, 3, v, cb, arg);
+	int rc = call_send(c, NULL, SQL_CLAIM_RETRIES, 3, v,
+			   (struct call){.decode = decode_rows, .cb.rows = cb, .arg = arg});
 	free(names.p);
 	free(lims.p);
 	return rc;
 }
 
 int store_unknown_endpoints(struct pgconn *c, const char *const *endpoints, size_t n,
-			    pgconn_result_cb cb, void *arg)
+			    store_counts_cb cb, void *arg)
 {
 	struct arr names = {0};
 	const char *v[] = {names_array(&names, endpoints, n)};
-	int rc = pgconn_query(c, SQL_UNKNOWN_ENDPOINTS, 1, v, cb, arg);
+	int rc = call_send(c, NULL, SQL_UNKNOWN_ENDPOINTS, 1, v,
+			   (struct call){.decode = decode_counts, .cb.counts = cb, .arg = arg});
 	free(names.p);
 	return rc;
 }
 
-int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, pgconn_result_cb cb,
+int store_next_due(struct pgconn *c, const char *const *endpoints, size_t n, store_due_cb cb,
 		   void *arg)
 {
 	struct arr names = {0};
 	const char *v[] = {names_array(&names, endpoints, n)};
-	int rc = pgconn_query(c, SQL_NEXT_DUE, 1, v, cb, arg);
+	int rc = call_send(c, NULL, SQL_NEXT_DUE, 1, v,
+			   (struct call){.decode = decode_due, .cb.due = cb, .arg = arg});
 	free(names.p);
 	return rc;
 }
 
-int store_cleanup(struct pgconn *c, pgconn_result_cb cb, void *arg)
+int store_cleanup(struct pgconn *c, store_done_cb cb, void *arg)
 {
-	return pgconn_query(c, SQL_CLEANUP, 0, NULL, cb, arg);
+	return call_send(c, NULL, SQL_CLEANUP, 0, NULL,
+			 (struct call){.decode = decode_done, .cb.done = cb, .arg = arg});
 }
 
-int store_stats(struct pgconn *c, pgconn_result_cb cb, void *arg)
+int store_stats(struct pgconn *c, store_stats_cb cb, void *arg)
 {
-	return pgconn_query(c, SQL_STATS, 0, NULL, cb, arg);
+	return call_send(c, NULL, SQL_STATS, 0, NULL,
+			 (struct call){.decode = decode_stats, .cb.stats = cb, .arg = arg});
 }
 
-int store_busy_lock(struct pgconn *c, bool take, pgconn_result_cb cb, void *arg)
+int store_busy_lock(struct pgconn *c, bool take, store_lock_cb cb, void *arg)
 {
-	return pgconn_query(c, take ? SQL_BUSY_TAKE : SQL_BUSY_RELEASE, 0, NULL, cb, arg);
+	return call_send(c, NULL, take ? SQL_BUSY_TAKE : SQL_BUSY_RELEASE, 0, NULL,
+			 (struct call){.decode = decode_lock, .cb.lock = cb, .arg = arg});
+}
+
+int store_renew(struct pgconn *c, const struct store_batch *cb_batch, uint64_t lease_ms,
+		store_renewed_cb cb, void *arg)
+{
+	struct store_batch *b = (struct store_batch *)cb_batch;
+	char lease[24];
+	snprintf(lease, sizeof(lease), "%" PRIu64, lease_ms);
+	const char *v[6];
+	for (int i = 0; i < 5; i++)
+		v[i] = arr_text(&b->a[A_RNEW_ID + i]);
+	v[5] = lease;
+	return call_send(c, NULL, SQL_RENEW, 6, v,
+			 (struct call){.decode = decode_renewed, .cb.renewed = cb, .arg = arg});
 }
