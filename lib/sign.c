@@ -73,7 +73,7 @@ bool sign_verify(const char *secret, const void *body, size_t len, const char *h
 }
 
 /* One-shot HMAC() looks up the algorithm and sets up the key on every call,
- * about half of its cost for an envelope-sized body (callgrind); a signer
+ * which for a body the size of an envelope is much of the work; a signer
  * keeps the keyed context and only re-initialises it. */
 struct signer {
 	EVP_MAC *mac;
