@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <event2/event_struct.h>
 
+#include "clock.h"
 #include "http1.h"
 
 struct http_target {
@@ -164,7 +165,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 		evtimer_del(h->timer);
 		return 0;
 	}
-	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	struct timeval tv = clock_tv_ms((uint64_t)timeout_ms);
 	evtimer_add(h->timer, &tv);
 	return 0;
 }

@@ -9,12 +9,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event_struct.h>
 
+#include "clock.h"
 #include "http_response.h"
 #include "log.h"
 
@@ -86,13 +86,6 @@ struct http1 {
 	unsigned idle, max_idle;
 	char buf[16384]; /* responses are read into this and discarded */
 };
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 struct http1 *http1_new(struct event_base *base, unsigned max_idle)
 {
@@ -333,7 +326,7 @@ static void complete(struct conn *k, const char *error, bool aborted)
 {
 	struct http_result r = {0};
 	char err[sizeof(k->error)], ra[64];
-	r.seconds = (double)(now_us() - k->start_us) / 1e6;
+	r.seconds = (double)(clock_mono_us() - k->start_us) / 1e6;
 	r.aborted = aborted;
 	bool keep = false;
 	if (error) {
@@ -357,7 +350,7 @@ static void complete(struct conn *k, const char *error, bool aborted)
 	struct http1 *c = k->c;
 	if (keep && c->idle < c->max_idle) {
 		k->state = C_IDLE;
-		k->used_us = now_us();
+		k->used_us = clock_mono_us();
 		k->idle_next = k->p->idle;
 		k->p->idle = k;
 		c->idle++;
@@ -594,7 +587,7 @@ static struct conn *conn_new(struct http1 *c, struct pool *p)
 /* The most recently used idle connection still young enough, or NULL. */
 static struct conn *take_idle(struct pool *p)
 {
-	uint64_t now = now_us();
+	uint64_t now = clock_mono_us();
 	while (p->idle) {
 		struct conn *k = p->idle;
 		p->idle = k->idle_next;
@@ -653,13 +646,12 @@ int http1_post(struct http1 *c, const struct http1_target *t, const struct http_
 	k->may_send = req->may_send;
 	k->body = req->body;
 	k->len = req->len;
-	k->start_us = now_us();
+	k->start_us = clock_mono_us();
 	k->timeout_ms = req->timeout_ms;
 	k->reused = reused;
 	k->retried = false;
 	k->early = k->early_abort = false;
-	struct timeval tv = {.tv_sec = (time_t)(req->timeout_ms / 1000),
-			     .tv_usec = (suseconds_t)(req->timeout_ms % 1000) * 1000};
+	struct timeval tv = clock_tv_ms(req->timeout_ms);
 	evtimer_add(&k->timer, &tv);
 	if (reused)
 		send_request(k);
