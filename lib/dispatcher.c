@@ -239,8 +239,7 @@ void dispatcher_free(struct dispatcher *d)
 
 void dispatcher_start(struct dispatcher *d)
 {
-	struct timeval tv = {.tv_sec = (time_t)(d->cfg->sweep_interval_ms / 1000),
-			     .tv_usec = (suseconds_t)(d->cfg->sweep_interval_ms % 1000) * 1000};
+	struct timeval tv = clock_tv_ms(d->cfg->sweep_interval_ms);
 	event_add(d->sweep_timer, &tv);
 	timer_ms(d->stats_timer, DISPATCHER_STATS_MS);
 	timer_ms(d->renew_timer, d->cfg->lease_ms / 4 ? d->cfg->lease_ms / 4 : 1);

@@ -38,7 +38,7 @@ static void busy_take_cb(const struct store_result *r, bool taken, void *arg)
 	/* Not taken: another dispatcher holds it (it is draining too), or a
 	 * producer's trigger was testing it just then: try again later. */
 	if (!taken) {
-		d->busy_try_at = now_ms() + DISPATCHER_BUSY_TRY_MS;
+		d->busy_try_at = clock_mono_ms() + DISPATCHER_BUSY_TRY_MS;
 		return;
 	}
 	d->busy_lock = LOCK_HELD;
@@ -51,7 +51,7 @@ static void busy_take_cb(const struct store_result *r, bool taken, void *arg)
 void mark_busy(struct dispatcher *d)
 {
 	d->busy = true;
-	if (d->busy_lock != LOCK_NONE || !d->listening || now_ms() < d->busy_try_at)
+	if (d->busy_lock != LOCK_NONE || !d->listening || clock_mono_ms() < d->busy_try_at)
 		return;
 	if (store_busy_lock(d->listen, true, busy_take_cb, d) == 0)
 		d->busy_lock = LOCK_TAKING;
@@ -106,7 +106,7 @@ static void claim_new_cb(const struct store_result *r, const struct store_row *r
 		d->pacing = !d->want_new;
 		if (d->pacing) {
 			uint64_t next = d->claim_start_us + DISPATCHER_PACE_MS * 1000;
-			uint64_t now = mono_us();
+			uint64_t now = clock_mono_us();
 			struct timeval tv = {.tv_usec = (suseconds_t)(next > now ? next - now : 0)};
 			evtimer_add(d->claim_timer, &tv);
 		}
@@ -218,7 +218,7 @@ bool claim_new(struct dispatcher *d)
 	d->claim_notifies = d->notifies;
 	d->claim_want = want;
 	d->prev_claim_start_us = d->claim_start_us;
-	d->claim_start_us = mono_us();
+	d->claim_start_us = clock_mono_us();
 	return true;
 }
 

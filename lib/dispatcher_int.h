@@ -11,10 +11,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "dispatcher.h"
 #include "http.h"
 #include "metrics.h"
@@ -164,22 +164,9 @@ struct dispatcher {
 	struct store_stats stats;
 };
 
-static inline uint64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static inline uint64_t now_ms(void)
-{
-	return mono_us() / 1000;
-}
-
 static inline void timer_ms(struct event *ev, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = clock_tv_ms(ms);
 	evtimer_add(ev, &tv);
 }
 

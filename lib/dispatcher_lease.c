@@ -49,7 +49,7 @@ void renew_cb(evutil_socket_t fd, short what, void *arg)
 	struct dispatcher *d = arg;
 	if (d->renewal || !pgconn_is_up(d->work))
 		return;
-	uint64_t now = now_ms();
+	uint64_t now = clock_mono_ms();
 	struct store_batch *b = NULL;
 	for (struct job *j = d->jobs; j; j = j->next) {
 		if (now - j->leased_ms < d->cfg->lease_ms / 2)

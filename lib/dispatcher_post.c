@@ -14,13 +14,6 @@
 #include "log.h"
 #include "pattern.h"
 
-static int64_t realtime_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static uint32_t rng_next(struct dispatcher *d)
 {
 	/* xorshift32: jitter only, no secrecy needed */
@@ -73,7 +66,8 @@ static void post_done_cb(const struct http_result *r, void *arg)
 	if (r->status >= 200 && r->status < 300) {
 		dl->state = DEL_OK;
 		ep->delivered++;
-		histogram_observe(&d->lag, (double)(realtime_us() - dl->job->created_us) / 1e6);
+		histogram_observe(&d->lag,
+				  (double)(clock_realtime_us() - dl->job->created_us) / 1e6);
 		log_debug("delivered %s to %s (HTTP %ld, %.3f s)", dl->job->event_id, cfg->name,
 			  r->status, r->seconds);
 	} else {
@@ -111,7 +105,7 @@ static void post_done_cb(const struct http_result *r, void *arg)
  * lease ran out, or a renewal found the row claimed again. */
 static bool claim_held(const struct job *j, const struct dispatcher *d)
 {
-	return !j->lost && now_ms() - j->leased_ms < d->cfg->lease_ms;
+	return !j->lost && clock_mono_ms() - j->leased_ms < d->cfg->lease_ms;
 }
 
 /* Asked by the HTTP client at the last moment: a process frozen between
@@ -273,7 +267,7 @@ void job_from_row(struct dispatcher *d, const struct store_row *row, struct endp
 		return;
 	}
 	j->id = id;
-	j->leased_ms = now_ms();
+	j->leased_ms = clock_mono_ms();
 	snprintf(j->token, sizeof(j->token), "%s", row->token);
 	j->retry = retry_ep != NULL;
 	j->event_id = strdup(row->event_id);

@@ -12,7 +12,7 @@ void job_finish(struct dispatcher *d, struct job *j)
 {
 	struct store_batch *b = d->pending;
 	if (d->pending_jobs++ == 0)
-		d->pending_since_us = mono_us();
+		d->pending_since_us = clock_mono_us();
 	for (unsigned i = 0; i < j->ndel; i++) {
 		if (j->del[i].holds_slot) {
 			j->del[i].ep->unsettled++;
@@ -58,7 +58,7 @@ void job_finish(struct dispatcher *d, struct job *j)
 
 static void arm_retry(struct dispatcher *d, uint64_t delay_ms)
 {
-	uint64_t at = now_ms() + delay_ms;
+	uint64_t at = clock_mono_ms() + delay_ms;
 	if (d->retry_deadline && d->retry_deadline <= at && evtimer_pending(d->retry_timer, NULL))
 		return;
 	d->retry_deadline = at;
@@ -99,7 +99,8 @@ void settle_flush(struct dispatcher *d)
 	if (!d->inflight) {
 		if (store_batch_empty(d->pending))
 			return;
-		uint64_t due = d->pending_since_us + DISPATCHER_PACE_MS * 1000, now = mono_us();
+		uint64_t due = d->pending_since_us + DISPATCHER_PACE_MS * 1000,
+			 now = clock_mono_us();
 		if (d->pacing && !d->stopping && d->pending_jobs < DISPATCHER_SETTLE_MIN_JOBS &&
 		    now < due) {
 			struct timeval tv = {.tv_usec = (suseconds_t)(due - now)};

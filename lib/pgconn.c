@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define PGCONN_BACKOFF_MIN_MS	  100
@@ -60,8 +61,7 @@ static void io_cb(evutil_socket_t fd, short what, void *arg);
 
 static void timer_arm(struct pgconn *c, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = clock_tv_ms(ms);
 	evtimer_add(c->timer, &tv);
 }
 
