@@ -91,21 +91,17 @@ static void claim_new_cb(const struct store_result *r, const struct store_row *r
 				d->claim_after = rows[i].id;
 	if (n > 0 && !d->stopping) {
 		/* Rows keep coming: claim again without waiting for a wake-up,
-		 * at once or, under load, after a pause that lets them gather. */
-		bool full = n >= d->claim_want;
-		uint64_t span_us = d->claim_start_us - d->prev_claim_start_us;
-		bool load = n >= 2 && (uint64_t)n * 1000000 >= DISPATCHER_PACE_MIN_RATE * span_us;
-		/* The lock only once two claims in a row saw the load: a pair of
-		 * rows close together in a light stream is no reason to silence
-		 * producers (their wake-ups still cut the pause short). */
-		bool sustained = load && d->loaded;
-		d->loaded = load;
-		if (full || sustained)
+		 * at once or, under load, after a pause that lets them gather
+		 * (producers' wake-ups still cut it short). */
+		struct pace p = pace_after_claim(
+		    n, d->claim_want, d->claim_start_us - d->prev_claim_start_us, d->loaded);
+		d->loaded = p.loaded;
+		if (p.busy)
 			mark_busy(d);
-		d->want_new = full || !load;
-		d->pacing = !d->want_new;
+		d->want_new = p.claim_now;
+		d->pacing = p.wait;
 		if (d->pacing) {
-			uint64_t next = d->claim_start_us + DISPATCHER_PACE_MS * 1000;
+			uint64_t next = d->claim_start_us + PACE_MS * 1000;
 			uint64_t now = clock_mono_us();
 			struct timeval tv = {.tv_usec = (suseconds_t)(next > now ? next - now : 0)};
 			evtimer_add(d->claim_timer, &tv);

@@ -18,6 +18,7 @@
 #include "dispatcher.h"
 #include "http.h"
 #include "metrics.h"
+#include "pace.h"
 #include "pgconn.h"
 #include "sign.h"
 #include "store.h"
@@ -27,20 +28,6 @@
 #define DISPATCHER_STATS_MS	  1000 /* refresh of the database-wide gauges */
 #define DISPATCHER_BUSY_TRY_MS	  20   /* after a failed attempt at the busy lock */
 #define DISPATCHER_LAST_CLAIM_MS  100  /* after releasing it: covers producers' commit delay */
-/* Under load (rows arriving at PACE_MIN_RATE a second or more, as the last
- * claim saw them) claims start PACE_MS apart, so they come in batches
- * instead of a stream of a row or two each, whose fixed cost (a round trip,
- * planning, a commit, then the same for the settlement) producers pay for
- * on a busy database; the busy lock spares them their NOTIFYs meanwhile. A
- * lighter stream is claimed at once on each wake-up, for the lowest
- * latency, and without the lock: rows committed while it is held would
- * wait for the next claim. */
-#define DISPATCHER_PACE_MIN_RATE 500
-#define DISPATCHER_PACE_MS	 5
-/* While claims are paced, outcomes wait up to PACE_MS for a settlement of
- * this many, instead of one settlement per handful of POSTs that just
- * ended. Not while draining full batches: slots wait on settlements. */
-#define DISPATCHER_SETTLE_MIN_JOBS 64
 
 enum wakeup { WAKE_NOTIFY, WAKE_SWEEP, WAKE_RECONNECT, WAKE_RETRY, WAKE_COUNT };
 

@@ -99,11 +99,10 @@ void settle_flush(struct dispatcher *d)
 	if (!d->inflight) {
 		if (store_batch_empty(d->pending))
 			return;
-		uint64_t due = d->pending_since_us + DISPATCHER_PACE_MS * 1000,
-			 now = clock_mono_us();
-		if (d->pacing && !d->stopping && d->pending_jobs < DISPATCHER_SETTLE_MIN_JOBS &&
-		    now < due) {
-			struct timeval tv = {.tv_usec = (suseconds_t)(due - now)};
+		uint64_t wait = pace_settle_wait_us(d->pacing && !d->stopping, d->pending_jobs,
+						    d->pending_since_us, clock_mono_us());
+		if (wait) {
+			struct timeval tv = {.tv_usec = (suseconds_t)wait};
 			evtimer_add(d->settle_timer, &tv);
 			return;
 		}
