@@ -197,7 +197,7 @@ struct dispatcher *dispatcher_new(struct event_base *base, const struct config *
 	}
 	for (size_t i = 0; i < d->neps; i++) /* the name only: a URL may hold a password */
 		log_info("endpoint %s: POSTs through %s", d->eps[i].cfg->name,
-			 http_builtin(d->http, d->eps[i].cfg->url)
+			 http_target_builtin(d->eps[i].target)
 			     ? "the built-in HTTP/1.1 client"
 			     : "libcurl (https, a host name, a user in the URL, or a proxy)");
 	return d;

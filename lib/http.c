@@ -292,10 +292,9 @@ void http_target_free(struct http_target *t)
 	free(t);
 }
 
-bool http_builtin(struct http *h, const char *url)
+bool http_target_builtin(const struct http_target *t)
 {
-	(void)h; /* the answer depends on url and the environment alone */
-	return http1_takes(url);
+	return t->plain != NULL;
 }
 
 int http_post(struct http *h, const struct http_target *t, const struct http_request *req,

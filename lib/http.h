@@ -56,8 +56,8 @@ void http_target_free(struct http_target *t);
 int http_post(struct http *h, const struct http_target *t, const struct http_request *req,
 	      http_done_cb cb, void *arg) __attribute__((warn_unused_result));
 
-/* Whether POSTs to url go through the built-in HTTP/1.1 client rather than
- * libcurl, as http_target_new() decides (for the start-up log). */
-bool http_builtin(struct http *h, const char *url);
+/* Whether POSTs to the target go through the built-in HTTP/1.1 client
+ * rather than libcurl (for the start-up log). */
+bool http_target_builtin(const struct http_target *t);
 
 #endif

@@ -296,13 +296,6 @@ void http1_target_free(struct http1_target *t)
 	free(t);
 }
 
-bool http1_takes(const char *url)
-{
-	struct http1_target *t = http1_target_new(url, NULL, 0);
-	http1_target_free(t);
-	return t != NULL;
-}
-
 /* The pool of t's URL, made on its first POST; NULL when out of memory. */
 static struct pool *pool_get(struct http1 *c, const struct http1_target *t)
 {

@@ -37,9 +37,6 @@ struct http1_target *http1_target_new(const char *url, const char *const *header
     __attribute__((warn_unused_result));
 void http1_target_free(struct http1_target *t);
 
-/* Whether http1_target_new() takes url. */
-bool http1_takes(const char *url);
-
 /* As http_post(). */
 int http1_post(struct http1 *c, const struct http1_target *t, const struct http_request *req,
 	       http_done_cb cb, void *arg) __attribute__((warn_unused_result));
