@@ -12,10 +12,10 @@ const char store_sql_schema_version[] = "SELECT max(version) FROM notification_s
 
 /* $3: start after this id. The rows at the head of the index are the ones
  * just claimed and still in flight: walking over them (a heap fetch each) at
- * every claim made the claims of a 1M backlog cost twice those of 100k.
- * The rows are locked in the subquery, so the UPDATE needs no second look at
- * their lease; an id array (not a join with a CTE) plans in a third of the
- * time and runs the UPDATE as one index scan. */
+ * every claim made claims grow with the backlog. The rows are locked in the
+ * subquery, so the UPDATE needs no second look at their lease; an id array
+ * (not a join with a CTE) plans faster and runs the UPDATE as one index
+ * scan. */
 static const char STMT_CLAIM_NEW[] = "s3o_claim_new";
 static const char SQL_CLAIM_NEW[] =
     "UPDATE notification_outbox o"

@@ -57,7 +57,7 @@ SELECT row_eq($$SELECT event_type, source FROM notification_outbox
 	      ROW('config.reload_failed'::text, '/my-app'::text),
 	      'a producer-supplied event_id and source are kept');
 
--- the producer contract examples from DESIGN.md work as written
+-- the producer contract examples from docs/database.md work as written
 SELECT lives_ok($$INSERT INTO notification_outbox (event_type, subject, data)
 		 VALUES ('s3:ObjectCreated:Put', 'photos/2026/a.jpg',
 			 '{"bucket":"photos","key":"photos/2026/a.jpg","size":2048576}')$$,
