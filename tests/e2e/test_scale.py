@@ -1,5 +1,5 @@
-"""Scale: three daemons on one database, 5,000 events: none missing, none
-twice."""
+"""Scale: three daemons on one database, 5,000 events: none missing, and
+none twice unless a failed attempt (a timeout) explains it."""
 
 import collections
 import os
@@ -7,21 +7,30 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import audit_lines, check_eq, make_config, run, wait_until  # noqa: E402
+from harness import audit_lines, check, check_eq, make_config, run, wait_until  # noqa: E402
+from test_observability import Admin, free_port  # noqa: E402
 
 N = 5000
 
 
 def test_three_daemons_5000_events(ctx):
     r = ctx.receiver()
-    cfg = make_config([("sink", {"url": r.url("/sink"), "events": "*", "secret": "s"})], log_level="info")
-    daemons = []
+    # This test is about claims, not timeouts. The Python receiver runs a
+    # thread per connection: with 3 x 256 of them on a busy 2-core machine
+    # it left requests unanswered past the default 5 s timeout, and each
+    # retry was a legitimate duplicate (CI, 8 of 5000). A long timeout and
+    # 32 POSTs per daemon keep the three claiming side by side.
+    ep = {"url": r.url("/sink"), "events": "*", "secret": "s", "timeout": "30s"}
+    daemons, admins = [], []
     for i in range(3):
+        port = free_port()
+        cfg = make_config([("sink", ep)], lease="60s", max_in_flight=32, admin_listen="127.0.0.1:%d" % port, log_level="info")
         d = ctx.daemon(cfg, name="d%d" % (i + 1))
         before = len(ctx.db.listening_backends())
         d.start(wait_ready=False)
         d.wait_ready(before + 1)
         daemons.append(d)
+        admins.append(Admin(port))
     t0 = time.monotonic()
     ids = []
     for k in range(5):
@@ -36,10 +45,18 @@ def test_three_daemons_5000_events(ctx):
     dup = {k: v for k, v in collections.Counter(got).items() if v > 1}
     missing = set(ids) - set(got)
     extra = set(got) - set(ids)
-    check_eq(0, len(dup), "ids delivered more than once (e.g. %s)" % list(dup.items())[:5])
+    failed = sum(int(a.metrics().value("s3o_notifications_failed_total", endpoint="sink")) for a in admins)
+    extra_copies = sum(v - 1 for v in dup.values())
+    print("failed attempts (failed_total) over the daemons: %d; extra copies: %d" % (failed, extra_copies))
+    check(
+        extra_copies <= failed,
+        "every duplicate follows a failed attempt (else two daemons sent one claim)",
+        "at most %d extra copies" % failed,
+        "%d (e.g. %s)" % (extra_copies, list(dup.items())[:5]),
+    )
     check_eq(0, len(missing), "ids never delivered (e.g. %s)" % sorted(missing)[:5])
     check_eq(0, len(extra), "unknown ids delivered")
-    check_eq(N, len(got), "requests")
+    check_eq(N + extra_copies, len(got), "requests")
     check_eq(0, ctx.db.delivery_count(), "delivery rows left")
     conns = len(set(q.conn_id for q in r.all()))
     print("HTTP connections used: %d" % conns)
