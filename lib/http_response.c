@@ -230,6 +230,10 @@ static void parse_header(struct http_response *r)
 		fail(r, "malformed header line");
 		return;
 	}
+	if (colon > l && is_ows(colon[-1])) { /* RFC 9112 5.1: a response to reject */
+		fail(r, "whitespace before a header's colon");
+		return;
+	}
 	size_t nn, vn;
 	const char *name = trim(l, colon, &nn);
 	const char *v = trim(colon + 1, l + r->line_len, &vn);
@@ -256,6 +260,10 @@ static void parse_chunk_size(struct http_response *r)
 	const char *p = r->line;
 	uint64_t x = 0;
 	size_t digits = 0;
+	if (r->line_long) { /* what was kept of it is no size to read */
+		fail(r, "chunk size line too long");
+		return;
+	}
 	for (;; p++, digits++) {
 		int d;
 		if (*p >= '0' && *p <= '9')
@@ -266,11 +274,12 @@ static void parse_chunk_size(struct http_response *r)
 			d = *p - 'A' + 10;
 		else
 			break;
-		x = x * 16 + (uint64_t)d;
-		if (x > HTTP_RESPONSE_SIZE_MAX) {
+		/* Checked before it is computed: 16 * x wraps past 64 bits. */
+		if (x > (HTTP_RESPONSE_SIZE_MAX - (uint64_t)d) / 16) {
 			fail(r, "chunk size too large");
 			return;
 		}
+		x = x * 16 + (uint64_t)d;
 	}
 	while (is_ows(*p))
 		p++;

@@ -158,6 +158,36 @@ static void test_chunked(void **state)
 		     "chunk size too large");
 }
 
+/* Chunk sizes past 64 bits or on an overlong line were read wrapped or cut,
+ * so a broken response passed as a reusable 200. */
+static void test_chunk_size_overflow(void **state)
+{
+	(void)state;
+	static const char te[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+	static const char *const too_large[] = {
+	    "10000000000000000\r\n", /* 16^16 = 2^64, once read as 0: the last chunk */
+	    "10000000000000005\r\n", /* once read as 5 */
+	    "4000000000000001\r\n",  /* 2^62 + 1, 16 digits */
+	    "fffffffffffffffff\r\n", /* 17 digits */
+	};
+	char buf[512];
+	for (size_t i = 0; i < sizeof(too_large) / sizeof(too_large[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s", te, too_large[i]);
+		assert_error(parse(buf, false), "chunk size too large");
+	}
+	/* 15 and 16 digits within the limit are sizes, not errors. */
+	snprintf(buf, sizeof(buf), "%s%s", te, "000000000000005\r\nhello\r\n0\r\n\r\n");
+	assert_done(parse(buf, false), 200, true);
+	snprintf(buf, sizeof(buf), "%s%s", te, "0000000000000005\r\nhello\r\n0\r\n\r\n");
+	assert_done(parse(buf, false), 200, true);
+	/* 300 zeros then 5: a line longer than the parser keeps, once cut and
+	 * read as the last chunk. */
+	size_t n = (size_t)snprintf(buf, sizeof(buf), "%s", te);
+	memset(buf + n, '0', 300);
+	snprintf(buf + n + 300, sizeof(buf) - n - 300, "5\r\nhello\r\n0\r\n\r\n");
+	assert_error(parse(buf, false), "chunk size line too long");
+}
+
 static void test_interim_responses(void **state)
 {
 	(void)state;
@@ -216,6 +246,11 @@ static void test_malformed(void **state)
 	assert_error(parse("HTTP/1.1 600 OK\r\n\r\n", false), "bad status code in the status line");
 	assert_error(parse("HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", false),
 		     "malformed header line");
+	/* RFC 9112 5.1: no whitespace between a field name and its colon. */
+	assert_error(parse("HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello", false),
+		     "whitespace before a header's colon");
+	assert_error(parse("HTTP/1.1 200 OK\r\nContent-Length\t: 5\r\n\r\nhello", false),
+		     "whitespace before a header's colon");
 	assert_error(parse("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false),
 		     "bad Content-Length");
 	assert_error(
@@ -269,12 +304,12 @@ static void test_reset_reuses(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_content_length),   cmocka_unit_test(test_incomplete_then_eof),
-	    cmocka_unit_test(test_body_to_close),    cmocka_unit_test(test_no_body_statuses),
-	    cmocka_unit_test(test_chunked),	     cmocka_unit_test(test_interim_responses),
-	    cmocka_unit_test(test_keep_alive_rules), cmocka_unit_test(test_retry_after),
-	    cmocka_unit_test(test_malformed),	     cmocka_unit_test(test_header_limit),
-	    cmocka_unit_test(test_reset_reuses),
+	    cmocka_unit_test(test_content_length),    cmocka_unit_test(test_incomplete_then_eof),
+	    cmocka_unit_test(test_body_to_close),     cmocka_unit_test(test_no_body_statuses),
+	    cmocka_unit_test(test_chunked),	      cmocka_unit_test(test_chunk_size_overflow),
+	    cmocka_unit_test(test_interim_responses), cmocka_unit_test(test_keep_alive_rules),
+	    cmocka_unit_test(test_retry_after),	      cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_header_limit),      cmocka_unit_test(test_reset_reuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
