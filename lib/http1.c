@@ -365,16 +365,32 @@ static void complete_later(struct conn *k, bool aborted)
 
 static void conn_open(struct conn *k);
 
-/* A reused connection the peer had closed before this request reached it:
- * once, the request goes again on a fresh one (as libcurl does). */
+/* A reused connection the peer closed (err 0: an EOF) before any byte of an
+ * answer: once, the request goes again on a fresh one (as libcurl does). The
+ * log says whether any of it had been written: once it was, the peer may have
+ * read it, and the receiver can see it twice. */
 static bool retry_fresh(struct conn *k, int err)
 {
 	if (!k->reused || k->retried || http_response_started(k->resp) ||
 	    (err != 0 && err != ECONNRESET && err != EPIPE))
 		return false;
-	log_debug("POST to %s port %ld: the connection was closed before the request reached the"
-		  " peer; sending it again on a fresh connection",
-		  k->p->dest.host, k->p->dest.port);
+	const char *how = err ? strerror(err) : "end of stream";
+	size_t total = k->head_len + k->len;
+	if (k->sent == 0)
+		log_debug("POST to %s port %ld: the connection was closed (%s) before the request"
+			  " was written; sending it on a fresh connection",
+			  k->p->dest.host, k->p->dest.port, how);
+	else if (k->sent < total)
+		log_debug(
+		    "POST to %s port %ld: %zu of the request's %zu bytes were written (the peer"
+		    " may have read them) and the connection closed (%s) without an answer;"
+		    " sending it again on a fresh connection",
+		    k->p->dest.host, k->p->dest.port, k->sent, total, how);
+	else
+		log_debug("POST to %s port %ld: the request was written (the peer may have read it)"
+			  " and the connection closed (%s) without an answer; sending it again on a"
+			  " fresh connection",
+			  k->p->dest.host, k->p->dest.port, how);
 	conn_close(k);
 	k->retried = true;
 	k->reused = false;
