@@ -5,7 +5,9 @@
  * arrived (and keeps serving) or on SIGINT/SIGTERM when it had not yet.
  * With -o FILE it also writes one line per such event, "client commit_us
  * arrival_us" (client: data.client, -1 without it), for bench/commit_latency.py
- * to measure from the moment the producer's COMMIT returned. */
+ * to measure from the moment the producer's COMMIT returned. With -c CERT
+ * -k KEY it speaks TLS (HTTP/1.1 over OpenSSL, through libevent's
+ * bufferevent_openssl) instead of plain HTTP. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,8 +19,12 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 struct sink {
 	struct event_base *base;
@@ -135,6 +141,35 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* evhttp's bufferevent factory in TLS mode: each accepted connection gets
+ * its own SSL from the one context. */
+static struct bufferevent *tls_bev_cb(struct event_base *base, void *arg)
+{
+	SSL *ssl = SSL_new(arg);
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* A server context for CERT (a PEM chain) and KEY, or NULL after printing
+ * why. */
+static SSL_CTX *tls_ctx_new(const char *cert, const char *key)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		fprintf(stderr, "receiver: TLS setup with %s and %s failed: %s\n", cert, key,
+			ERR_error_string(ERR_get_error(), NULL));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -147,9 +182,11 @@ int main(int argc, char **argv)
 	struct sink s = {0};
 	int port = 0;
 	uint64_t max_events = 2000000;
+	const char *cert = NULL, *key = NULL;
+	SSL_CTX *tls = NULL;
 	char *end;
 	int c;
-	while ((c = getopt(argc, argv, "p:n:m:o:")) != -1) {
+	while ((c = getopt(argc, argv, "p:n:m:o:c:k:")) != -1) {
 		switch (c) {
 		case 'p':
 			port = (int)strtol(optarg, &end, 10);
@@ -172,13 +209,24 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
 		default:
-			fprintf(
-			    stderr,
-			    "usage: receiver -p PORT [-n EXPECT] [-m MAX_EVENTS] [-o ARRIVALS]\n");
+			fprintf(stderr, "usage: receiver -p PORT [-n EXPECT] [-m MAX_EVENTS] "
+					"[-o ARRIVALS] [-c CERT -k KEY]\n");
 			return 2;
 		}
 	}
+	if (!cert != !key) {
+		fprintf(stderr, "receiver: TLS needs both -c CERT and -k KEY\n");
+		return 2;
+	}
+	if (cert && !(tls = tls_ctx_new(cert, key)))
+		return 1;
 	s.caplat = max_events;
 	s.idcap = max_events * 2 + 1;
 	s.lat_us = malloc(s.caplat * sizeof(int64_t));
@@ -191,6 +239,8 @@ int main(int argc, char **argv)
 	}
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_POST);
 	evhttp_set_gencb(http, request_cb, &s);
+	if (tls)
+		evhttp_set_bevcb(http, tls_bev_cb, tls);
 	if (evhttp_bind_socket(http, "127.0.0.1", (ev_uint16_t)port) != 0) {
 		fprintf(stderr, "receiver: cannot bind 127.0.0.1:%d: %s\n", port, strerror(errno));
 		return 1;
@@ -206,6 +256,7 @@ int main(int argc, char **argv)
 	event_free(intr);
 	evhttp_free(http);
 	event_base_free(s.base);
+	SSL_CTX_free(tls);
 	free(s.lat_us);
 	free(s.ids);
 	if (s.arrivals && fclose(s.arrivals) != 0) {
