@@ -29,11 +29,17 @@ struct http_response {
 	enum step step;
 	long status;
 	bool started, http10, keep_alive_token, close_token, chunked, other_coding, has_length;
-	uint64_t length, remaining;
+	uint64_t length, remaining, body_bytes;
+	enum http_response_framing framing;
 	size_t head_bytes;
 	char line[HTTP_RESPONSE_LINE_MAX];
 	size_t line_len;
-	bool line_long;
+	bool line_long, cr, bad_byte;
+	/* The last field line, kept until the next line shows it is not folded
+	 * (RFC 9112 5.2: an obs-fold is read as a space). */
+	char field[HTTP_RESPONSE_LINE_MAX];
+	size_t field_len;
+	bool field_long;
 	char retry_after[64];
 	bool has_retry_after;
 	const char *error;
@@ -57,10 +63,13 @@ static void reset_head(struct http_response *r)
 	r->status = 0;
 	r->http10 = r->keep_alive_token = r->close_token = false;
 	r->chunked = r->other_coding = r->has_length = false;
-	r->length = r->remaining = 0;
+	r->length = r->remaining = r->body_bytes = 0;
+	r->framing = HTTP_RESPONSE_NO_BODY;
 	r->has_retry_after = false;
 	r->line_len = 0;
-	r->line_long = false;
+	r->line_long = r->cr = r->bad_byte = false;
+	r->field_len = 0;
+	r->field_long = false;
 }
 
 void http_response_reset(struct http_response *r)
@@ -90,6 +99,11 @@ static size_t take_line(struct http_response *r, const char *buf, size_t len, bo
 	r->line_len += keep;
 	if (keep < n)
 		r->line_long = true;
+	for (size_t i = 0; i < n; i++) { /* RFC 9110 5.5: reject NUL, and CR but before LF */
+		if (buf[i] == '\0' || r->cr)
+			r->bad_byte = true;
+		r->cr = buf[i] == '\r';
+	}
 	size_t used = lf ? n + 1 : n;
 	if (head) {
 		r->head_bytes += used;
@@ -100,6 +114,11 @@ static size_t take_line(struct http_response *r, const char *buf, size_t len, bo
 		}
 	}
 	*done = lf != NULL;
+	if (*done && r->bad_byte) {
+		fail(r, "NUL or bare CR in a line");
+		*done = false;
+		return used;
+	}
 	if (*done) {
 		if (r->line_len > 0 && r->line[r->line_len - 1] == '\r' && !r->line_long)
 			r->line_len--;
@@ -111,7 +130,7 @@ static size_t take_line(struct http_response *r, const char *buf, size_t len, bo
 static void next_line(struct http_response *r)
 {
 	r->line_len = 0;
-	r->line_long = false;
+	r->line_long = r->cr = r->bad_byte = false;
 }
 
 static bool is_ows(char c)
@@ -154,10 +173,10 @@ static void parse_status(struct http_response *r)
 	r->step = S_HEADER;
 }
 
-static void header_content_length(struct http_response *r, const char *v, size_t n)
+static void header_content_length(struct http_response *r, const char *v, size_t n, bool cut)
 {
 	uint64_t x = 0;
-	if (n == 0 || n > 18 || r->line_long) {
+	if (n == 0 || cut) {
 		fail(r, "bad Content-Length");
 		return;
 	}
@@ -166,8 +185,17 @@ static void header_content_length(struct http_response *r, const char *v, size_t
 			fail(r, "bad Content-Length");
 			return;
 		}
-		x = x * 10 + (uint64_t)(v[i] - '0');
 	}
+	while (n > 1 && v[0] == '0') { /* leading zeros do not count toward the 18 digits */
+		v++;
+		n--;
+	}
+	if (n > 18) {
+		fail(r, "bad Content-Length");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		x = x * 10 + (uint64_t)(v[i] - '0');
 	if (r->has_length && r->length != x) {
 		fail(r, "conflicting Content-Length headers");
 		return;
@@ -207,51 +235,103 @@ static void end_of_head(struct http_response *r)
 	} else if (r->status == 204 || r->status == 304) {
 		r->step = S_DONE;
 	} else if (r->chunked) {
+		r->framing = HTTP_RESPONSE_CHUNKED;
 		r->step = S_CHUNK_SIZE;
 	} else if (r->other_coding || !r->has_length) {
+		r->framing = HTTP_RESPONSE_TO_CLOSE;
 		r->step = S_BODY_EOF;
 	} else {
+		r->framing = HTTP_RESPONSE_LENGTH;
 		r->remaining = r->length;
 		r->step = r->length ? S_BODY_LENGTH : S_DONE;
 	}
 }
 
-static void parse_header(struct http_response *r)
+/* RFC 9110 5.6.2: the characters of a token, such as a field name. */
+static bool is_tchar(char c)
 {
-	const char *l = r->line;
-	if (r->line_len == 0) {
-		end_of_head(r);
-		return;
-	}
-	if (is_ows(l[0])) /* an obsolete folded continuation: nothing we read */
-		return;
-	const char *colon = memchr(l, ':', r->line_len);
-	if (!colon) {
-		fail(r, "malformed header line");
-		return;
-	}
-	if (colon > l && is_ows(colon[-1])) { /* RFC 9112 5.1: a response to reject */
-		fail(r, "whitespace before a header's colon");
-		return;
-	}
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* A complete (unfolded) header field line: the few fields read. */
+static void header_field(struct http_response *r, const char *l, size_t len, bool cut)
+{
+	const char *colon = memchr(l, ':', len);
 	size_t nn, vn;
 	const char *name = trim(l, colon, &nn);
-	const char *v = trim(colon + 1, l + r->line_len, &vn);
+	const char *v = trim(colon + 1, l + len, &vn);
 	if (token_eq(name, nn, "content-length")) {
-		header_content_length(r, v, vn);
+		header_content_length(r, v, vn, cut);
 	} else if (token_eq(name, nn, "transfer-encoding")) {
-		if (r->line_long)
+		if (cut)
 			fail(r, "Transfer-Encoding header too long");
 		else
 			header_tokens(r, v, vn, true);
 	} else if (token_eq(name, nn, "connection")) {
 		header_tokens(r, v, vn, false);
-	} else if (token_eq(name, nn, "retry-after") && !r->line_long &&
-		   vn < sizeof(r->retry_after)) {
+	} else if (token_eq(name, nn, "retry-after") && !cut && vn < sizeof(r->retry_after)) {
 		memcpy(r->retry_after, v, vn);
 		r->retry_after[vn] = '\0';
 		r->has_retry_after = true;
 	}
+}
+
+/* A line of the header section or of the trailers (read for their syntax
+ * only: RFC 9110 6.5.1, no trailer field changes how the response is read).
+ * The previous field line is acted on once this one shows it was not
+ * folded. */
+static void parse_field_line(struct http_response *r, bool trailer)
+{
+	const char *l = r->line;
+	if (r->line_len > 0 && is_ows(l[0])) {
+		if (r->field_len == 0) /* before the first field: RFC 9112 2.2, skipped */
+			return;
+		size_t vn;
+		const char *v = trim(l, l + r->line_len, &vn);
+		if (r->field_len + 1 + vn < sizeof(r->field) && !r->line_long) {
+			r->field[r->field_len++] = ' ';
+			memcpy(r->field + r->field_len, v, vn);
+			r->field_len += vn;
+		} else {
+			r->field_long = true;
+		}
+		return;
+	}
+	if (r->line_len > 0) {
+		const char *colon = memchr(l, ':', r->line_len);
+		if (!colon) {
+			fail(r, "malformed header line");
+			return;
+		}
+		if (colon > l && is_ows(colon[-1])) { /* RFC 9112 5.1: a response to reject */
+			fail(r, "whitespace before a header's colon");
+			return;
+		}
+		if (colon == l) {
+			fail(r, "empty header name");
+			return;
+		}
+		for (const char *c = l; c < colon; c++) {
+			if (!is_tchar(*c)) {
+				fail(r, "bad character in a header name");
+				return;
+			}
+		}
+	}
+	if (r->field_len > 0 && !trailer)
+		header_field(r, r->field, r->field_len, r->field_long);
+	if (r->step == S_ERROR)
+		return;
+	memcpy(r->field, l, r->line_len);
+	r->field_len = r->line_len;
+	r->field_long = r->line_long;
+	if (r->line_len > 0)
+		return;
+	if (trailer)
+		r->step = S_DONE;
+	else
+		end_of_head(r);
 }
 
 /* "HEX[ ][;extensions]" */
@@ -295,6 +375,7 @@ static size_t skip_body(struct http_response *r, size_t len, enum step after)
 {
 	size_t n = r->remaining < len ? (size_t)r->remaining : len;
 	r->remaining -= n;
+	r->body_bytes += n;
 	if (r->remaining == 0)
 		r->step = after;
 	return n;
@@ -318,10 +399,8 @@ size_t http_response_feed(struct http_response *r, const char *buf, size_t len)
 				break;
 			if (r->step == S_STATUS)
 				parse_status(r);
-			else if (r->step == S_HEADER)
-				parse_header(r);
-			else if (r->line_len == 0)
-				r->step = S_DONE;
+			else
+				parse_field_line(r, r->step == S_TRAILER);
 			next_line(r);
 			break;
 		case S_CHUNK_SIZE:
@@ -344,6 +423,7 @@ size_t http_response_feed(struct http_response *r, const char *buf, size_t len)
 			used += skip_body(r, n, S_CHUNK_END);
 			break;
 		case S_BODY_EOF:
+			r->body_bytes += n;
 			used = len;
 			break;
 		case S_DONE:
@@ -392,6 +472,16 @@ bool http_response_keep_alive(const struct http_response *r)
 bool http_response_started(const struct http_response *r)
 {
 	return r->started;
+}
+
+enum http_response_framing http_response_framing(const struct http_response *r)
+{
+	return r->framing;
+}
+
+uint64_t http_response_body_bytes(const struct http_response *r)
+{
+	return r->body_bytes;
 }
 
 const char *http_response_error(const struct http_response *r)

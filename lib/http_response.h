@@ -8,8 +8,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct http_response;
+
+/* How the final response's body is delimited (known once its head is read). */
+enum http_response_framing {
+	HTTP_RESPONSE_NO_BODY,	/* 204, 304 (or the head not read yet) */
+	HTTP_RESPONSE_LENGTH,	/* Content-Length */
+	HTTP_RESPONSE_CHUNKED,	/* Transfer-Encoding: chunked */
+	HTTP_RESPONSE_TO_CLOSE, /* up to the close */
+};
 
 enum http_response_state {
 	HTTP_RESPONSE_MORE,  /* incomplete: feed more bytes (or report the EOF) */
@@ -39,6 +48,10 @@ bool http_response_keep_alive(const struct http_response *r);
 /* Whether any byte of the response arrived yet (a reused connection the peer
  * closed before answering can be retried on a fresh one). */
 bool http_response_started(const struct http_response *r);
+enum http_response_framing http_response_framing(const struct http_response *r);
+/* The body bytes of the final response read so far (chunk framing not
+ * counted). */
+uint64_t http_response_body_bytes(const struct http_response *r);
 const char *http_response_error(const struct http_response *r);
 
 #endif

@@ -301,6 +301,95 @@ static void test_reset_reuses(void **state)
 	http_response_free(NULL);
 }
 
+/* Found by tests/unit/test_http_differential.c against http-parser. */
+static void test_field_syntax(void **state)
+{
+	(void)state;
+	/* RFC 9110 5.1: a field name is a token */
+	assert_error(parse("HTTP/1.1 200 OK\r\nContent Length: 5\r\n\r\nhello", true),
+		     "bad character in a header name");
+	assert_error(parse("HTTP/1.1 200 OK\r\nContent-Length\x0b: 5\r\n\r\nhello", true),
+		     "bad character in a header name");
+	assert_error(parse("HTTP/1.1 200 OK\r\n: 1\r\nContent-Length: 0\r\n\r\n", false),
+		     "empty header name");
+	/* RFC 9110 5.5: CR (but before LF) and NUL are rejected */
+	assert_error(parse("HTTP/1.1 200 OK\r\nConnection: keep-alive\rclose\r\n\r\n", false),
+		     "NUL or bare CR in a line");
+	static const char nul[] =
+	    "HTTP/1.1 200 OK\r\nConnection: close\0\r\nContent-Length: 0\r\n\r\n";
+	struct http_response *r = http_response_new();
+	assert_non_null(r);
+	(void)http_response_feed(r, nul, sizeof(nul) - 1);
+	assert_int_equal(http_response_state(r), HTTP_RESPONSE_ERROR);
+	assert_string_equal(http_response_error(r), "NUL or bare CR in a line");
+	http_response_free(r);
+	/* trailers are not acted on, but must be field lines */
+	assert_error(
+	    parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbogus\r\n\r\n", false),
+	    "malformed header line");
+	assert_done(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: "
+			  "close\r\n\r\n",
+			  false),
+		    200, true);
+	/* leading zeros are not digits of the length */
+	assert_done(
+	    parse("HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000003\r\n\r\nabc", false), 200,
+	    true);
+	assert_error(parse("HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\n", false),
+		     "bad Content-Length");
+}
+
+/* RFC 9112 5.2: a user agent reads an obs-fold as a space. */
+static void test_obs_fold(void **state)
+{
+	(void)state;
+	assert_error(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n 6\r\n\r\nhello6", false),
+		     "bad Content-Length");
+	assert_done(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n \r\n\r\nhello", false), 200,
+		    true);
+	const char *te =
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+	struct outcome o = parse(te, false);
+	assert_done(o, 200, true);
+	assert_int_equal(o.used, strlen(te));
+	assert_done(
+	    parse("HTTP/1.1 200 OK\r\nConnection: keep-alive,\r\n\tclose\r\nContent-Length: "
+		  "0\r\n\r\n",
+		  false),
+	    200, false);
+	/* folded onto nothing (just after the status line): skipped, RFC 9112 2.2 */
+	assert_done(parse("HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 0\r\n\r\n", false), 200,
+		    true);
+}
+
+static void test_framing(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		enum http_response_framing f;
+		uint64_t body;
+	} cases[] = {
+	    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", HTTP_RESPONSE_LENGTH, 5},
+	    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+	     "chunked\r\n\r\n3;x\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+	     HTTP_RESPONSE_CHUNKED, 5},
+	    {"HTTP/1.1 200 OK\r\n\r\nuntil the end", HTTP_RESPONSE_TO_CLOSE, 13},
+	    {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n",
+	     HTTP_RESPONSE_NO_BODY, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_response *r = http_response_new();
+		assert_non_null(r);
+		(void)http_response_feed(r, cases[i].s, strlen(cases[i].s));
+		http_response_eof(r);
+		assert_int_equal(http_response_state(r), HTTP_RESPONSE_DONE);
+		assert_int_equal(http_response_framing(r), cases[i].f);
+		assert_int_equal(http_response_body_bytes(r), cases[i].body);
+		http_response_free(r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +399,8 @@ int main(void)
 	    cmocka_unit_test(test_interim_responses), cmocka_unit_test(test_keep_alive_rules),
 	    cmocka_unit_test(test_retry_after),	      cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_header_limit),      cmocka_unit_test(test_reset_reuses),
+	    cmocka_unit_test(test_field_syntax),      cmocka_unit_test(test_obs_fold),
+	    cmocka_unit_test(test_framing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
