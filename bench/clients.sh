@@ -121,14 +121,26 @@ drain() {
 	q "VACUUM ANALYZE notification_outbox" >/dev/null
 	q "CHECKPOINT" >/dev/null
 	[ "$(queued)" = "$N" ] || die "$name: $(queued) rows loaded, expected $N"
-	for ((i = 0; i < 20; i++)); do
+	# A port another process takes between the check and the bind: the
+	# receiver exits, and another port is tried.
+	local try up=0
+	for ((try = 0; try < 20 && !up; try++)); do
 		port=$((20000 + RANDOM % 40000))
-		port_free "$port" && break
+		port_free "$port" || continue
+		"$RECEIVER" -p "$port" -n "$N" -m $((N * 2)) >"$tmp/$name.recv" 2>"$tmp/$name.recv.err" &
+		pid=$!
+		PIDS+=("$pid")
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			if ! port_free "$port"; then
+				up=1
+				break
+			fi
+			sleep 0.05
+		done
+		[ "$up" = 1 ] || stop_pid "$pid"
 	done
-	"$RECEIVER" -p "$port" -n "$N" -m $((N * 2)) >"$tmp/$name.recv" 2>"$tmp/$name.recv.err" &
-	pid=$!
-	PIDS+=("$pid")
-	for ((i = 0; i < 100; i++)); do port_free "$port" || break; sleep 0.05; done
+	[ "$up" = 1 ] || die "$name: the receiver did not start: $(cat "$tmp/$name.recv.err")"
 	printf '[database]\nurl = host=%s port=%s user=%s dbname=%s\n\n[admin]\nlisten =\n\n[log]\nlevel = info\nformat = text\n\n[endpoint "bench"]\nurl = http://%s:%s/hook\nevents = s3:ObjectCreated:*\nsecret = %s\n' \
 		"$PGHOST" "$PGPORT" "$PGUSER" "$PGDATABASE" "$host" "$port" "$SECRET" >"$tmp/$name.ini"
 	"$DAEMON" -c "$tmp/$name.ini" 2>"$tmp/$name.log" &
