@@ -14,6 +14,17 @@ The pieces:
 
 Each test is a function taking a Ctx; it fails by raising Failure (see
 check_eq / check) whose message says what was expected and what was got.
+
+The daemon has two HTTP clients: its own HTTP/1.1 client for http:// URLs
+at an IP address, libcurl for the rest. A test of how the daemon deals with
+an endpoint (decorated @both_paths) runs on each, as S3O_E2E_HTTP says:
+  builtin  (the default) receivers at http://127.0.0.1:PORT
+  https    receivers speak TLS with a certificate for localhost from a test
+           CA made for the run, at https://localhost:PORT, and make_config
+           gives that CA as ca_file: libcurl
+Under https, run() runs the @both_paths tests only, and fails one whose
+daemon sent anything through the other client (its start-up log says which).
+tests/CMakeLists.txt registers such files a second time as NAME:https.
 """
 
 import atexit
@@ -27,6 +38,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -44,6 +56,10 @@ DAEMON_WRAPPER = os.environ.get("S3O_DAEMON_WRAPPER", "").split()
 VALGRIND_LINE = re.compile(r"==\d+== ")
 APP_NAME_LIKE = "s3o-notifyd%"
 DEFAULT_SOURCE = "/e2e-test"
+HTTP_PATH = os.environ.get("S3O_E2E_HTTP") or "builtin"
+HTTP_PATHS = ("builtin", "https")
+# The start-up log line of each endpoint, per client (lib/dispatcher.c).
+CLIENT_LOG = {"builtin": "the built-in HTTP/1.1 client", "https": "libcurl"}
 
 
 class Failure(Exception):
@@ -113,13 +129,95 @@ def percentile(values, p):
 
 
 # --------------------------------------------------------------------------
+# The HTTP path and TLS
+# --------------------------------------------------------------------------
+
+
+def both_paths(test):
+    """Mark test as one about how the daemon deals with an endpoint: it runs
+    on both HTTP paths (see S3O_E2E_HTTP above)."""
+    test.both_paths = True
+    return test
+
+
+def https():
+    """Whether this run's receivers speak TLS (S3O_E2E_HTTP=https)."""
+    return HTTP_PATH == "https"
+
+
+def endpoint_url(port, path):
+    """The URL of path at port on 127.0.0.1 as this run's path reaches it
+    (a port nothing listens on yet, say)."""
+    if https():
+        return "https://localhost:%d%s" % (port, path)
+    return "http://127.0.0.1:%d%s" % (port, path)
+
+
+class TLS:
+    """A throwaway CA and a server certificate for localhost (a DNS name
+    only: a URL at 127.0.0.1 fails verification) signed by it, made with
+    the openssl command once per process. ca, cert, key: file paths."""
+
+    _made = None
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="s3o-e2e-tls-")
+        atexit.register(shutil.rmtree, self.dir, True)
+        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+                      "-subj", "/CN=s3o-notify test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+        with open(os.path.join(self.dir, "server.ext"), "w") as f:
+            f.write("subjectAltName = DNS:localhost\nextendedKeyUsage = serverAuth\nbasicConstraints = CA:FALSE\n"
+                    "keyUsage = critical,digitalSignature,keyEncipherment\n")
+        self._openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                      "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+        self.ca, self.cert, self.key = [os.path.join(self.dir, n) for n in ("ca.crt", "server.crt", "server.key")]
+
+    def _openssl(self, *args):
+        try:
+            p = subprocess.run(["openssl"] + list(args), cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        except FileNotFoundError:
+            skip("the openssl command is not installed: apt-get install openssl (or run scripts/install-deps)")
+        if p.returncode != 0:
+            raise Failure("openssl %s failed (exit %d): %s" % (" ".join(args), p.returncode, p.stdout.decode(errors="replace")))
+
+    @classmethod
+    def get(cls):
+        if cls._made is None:
+            cls._made = cls()
+        return cls._made
+
+    def server_context(self):
+        sc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sc.load_cert_chain(self.cert, self.key)
+        return sc
+
+
+def tls_accept(sc, sock, timeout=10.0):
+    """The TLS side of an accepted socket, handshake done (in the caller's
+    thread: one stalled client holds up no other); None when it failed."""
+    try:
+        sock.settimeout(timeout)
+        conn = sc.wrap_socket(sock, server_side=True)
+        conn.settimeout(None)
+        return conn
+    except (OSError, ValueError):
+        try:
+            sock.close()
+        except OSError:
+            pass
+        return None
+
+
+# --------------------------------------------------------------------------
 # Receiver
 # --------------------------------------------------------------------------
 
 
 class Request:
     """One request as received. outcome: the HTTP status answered, or
-    'reset' / 'hang'. ok: the answer was a 2xx."""
+    'reset' / 'reset_mid' / 'hang'. ok: the answer was a 2xx."""
 
     def __init__(self, method, path, headers, body, conn_id, action):
         self.method = method
@@ -129,7 +227,8 @@ class Request:
         self.conn_id = conn_id
         self.mono = time.monotonic()
         self.wall = time.time()
-        self.outcome = action.get("mode") if action.get("mode") in ("reset", "hang") else action["status"]
+        self.tls = False
+        self.outcome = action.get("mode") if action.get("mode") in ("reset", "reset_mid", "hang") else action["status"]
         self.ok = isinstance(self.outcome, int) and 200 <= self.outcome < 300
 
     def header(self, name):
@@ -158,7 +257,8 @@ class Behaviour:
     """How a path answers. A script (list of actions) is consumed first, one
     action per request, then the default applies. An action is an int (a
     status) or a dict with keys status, headers, delay, mode
-    ('respond' | 'hang' | 'reset' | 'respond_close': answer, then close the
+    ('respond' | 'hang' | 'reset' | 'reset_mid': the status line and a
+    header, then a reset | 'respond_close': answer, then close the
     connection without saying so in a Connection header)."""
 
     def __init__(self, status=200, headers=None, delay=0.0, mode="respond"):
@@ -186,9 +286,29 @@ class _Server(http.server.ThreadingHTTPServer):
     # connections at once, and the client retries only after 1 s.
     request_queue_size = 1024
 
+    tls = None  # an ssl.SSLContext: the connections speak TLS
+
     def handle_error(self, request, client_address):
         # A peer that gave up (timeout, reset) is part of the tests: stay quiet.
         pass
+
+    def finish_request(self, request, client_address):
+        # In the connection's own thread (ThreadingMixIn): the handshake
+        # here, not in accept(), holds up no other connection.
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        conn = tls_accept(self.tls, request)
+        if conn is None:
+            return
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            # The TLS socket took over the descriptor: shutdown_request()
+            # finds request already detached.
+            try:
+                conn.close()
+            except OSError:
+                pass
 
 
 class _Server6(_Server):
@@ -216,7 +336,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self, port=0, host="127.0.0.1"):
+    """tls: an ssl.SSLContext to serve with (then url() is https:// at
+    localhost), or None for plain HTTP."""
+
+    def __init__(self, port=0, host="127.0.0.1", tls=None):
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.requests = []
@@ -226,15 +349,21 @@ class Receiver:
         self.host = host
         self.server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self.server.receiver = self
+        self.server.tls = tls
+        self.tls = tls is not None
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         _live_receivers.append(self)
 
     def url(self, path, host=None):
-        """http://HOST:PORT/path; host (a name for this address, say) defaults to the bound address."""
-        host = host or self.host
-        return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, self.port, path)
+        """http://HOST:PORT/path (https:// with TLS); host (a name for this
+        address, say) defaults to the bound address, or to localhost (the
+        certificate's name) with TLS on 127.0.0.1."""
+        if host is None:
+            host = "localhost" if self.tls and self.host == "127.0.0.1" else self.host
+        scheme = "https" if self.tls else "http"
+        return "%s://%s:%d%s" % (scheme, "[%s]" % host if ":" in host else host, self.port, path)
 
     # behaviour control -------------------------------------------------
     def set(self, path, status=200, headers=None, delay=0.0, mode="respond"):
@@ -319,6 +448,7 @@ class Receiver:
             action = beh.next_action()
             req = Request(h.command, path, list(h.headers.items()), body, cid, action)
             req.target = h.path  # as sent: path and query
+            req.tls = isinstance(h.connection, ssl.SSLSocket)
             self.requests.append(req)
             self.cond.notify_all()
         mode = action.get("mode", "respond")
@@ -331,6 +461,15 @@ class Receiver:
                 self._abort(h, linger=False)
                 return
         if mode == "reset":
+            self._abort(h, linger=True)
+            return
+        if mode == "reset_mid":
+            try:
+                h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+                h.wfile.flush()
+                time.sleep(0.1)  # the client reads it before the reset
+            except OSError:
+                pass
             self._abort(h, linger=True)
             return
         status = action["status"]
@@ -605,7 +744,9 @@ def make_config(
     log_format="json",
     extra_dispatcher=None,
 ):
-    """INI text. endpoints: list of (name, {key: value}) in order."""
+    """INI text. endpoints: list of (name, {key: value}) in order; a value
+    None leaves the key out. An https://localhost URL gets the test CA as
+    ca_file unless the endpoint has a ca_file key (None: the system's CAs)."""
     lines = ["[database]", "url = %s" % database_url]
     if listen_url is not None:
         lines.append("listen_url = %s" % listen_url)
@@ -619,6 +760,8 @@ def make_config(
     lines += ["", "[admin]", "listen = %s" % admin_listen, "", "[log]", "level = %s" % log_level, "format = %s" % log_format]
     for name, opts in endpoints:
         lines += ["", '[endpoint "%s"]' % name]
+        if str(opts.get("url", "")).startswith("https://localhost:") and "ca_file" not in opts:
+            opts = dict(opts, ca_file=TLS.get().ca)
         for k, v in opts.items():
             if v is None:
                 continue
@@ -870,9 +1013,13 @@ class Ctx:
         self.sessions = []
         self.version = None
 
-    def receiver(self, port=0, host="127.0.0.1"):
-        """A Receiver on host (127.0.0.1, or ::1), on port (0 = any free port)."""
-        r = Receiver(port, host)
+    def receiver(self, port=0, host="127.0.0.1", tls=None):
+        """A Receiver on host (127.0.0.1, or ::1), on port (0 = any free
+        port); serving TLS with the test certificate when tls is true, or,
+        when tls is None, when this run's path is https."""
+        if tls is None:
+            tls = https()
+        r = Receiver(port, host, TLS.get().server_context() if tls else None)
         self.receivers.append(r)
         return r
 
@@ -937,9 +1084,27 @@ class Ctx:
         return reports
 
 
+def _path_problems(ctx):
+    """Under https: each daemon of the test named its endpoints' client at
+    start-up, every one libcurl, and the receivers got only TLS requests."""
+    out = []
+    for d in ctx.daemons:
+        lines = [str(l.get("message")) for l in d.log() if str(l.get("message", "")).startswith("endpoint ")]
+        lines = [l for l in lines if ": POSTs through " in l]
+        if not lines:
+            out.append("%s: no 'endpoint NAME: POSTs through' line in its log: which client did it use?" % d.name)
+        out += ["%s: %s (expected: %s, this run being on the https path)" % (d.name, l, CLIENT_LOG["https"]) for l in lines if CLIENT_LOG["https"] not in l]
+    for r in ctx.receivers:
+        plain = [q for q in list(r.requests) if not (q.tls if isinstance(q, Request) else q.get("tls"))]
+        if plain:
+            out.append("receiver on port %d got %d request(s) without TLS" % (r.port, len(plain)))
+    return out
+
+
 def run(tests, watchdog=280):
     """Run the test functions (or those named on the command line) and exit
-    1 when any failed, 77 (skipped) when every one was skipped, 0 otherwise."""
+    1 when any failed, 77 (skipped) when every one was skipped, 0 otherwise.
+    Under S3O_E2E_HTTP=https only the @both_paths tests run."""
 
     def on_alarm(signum, frame):
         print("WATCHDOG: %s exceeded %d s; stack:" % (os.path.basename(sys.argv[0]), watchdog), flush=True)
@@ -956,8 +1121,15 @@ def run(tests, watchdog=280):
     if not os.access(DAEMON_BIN, os.X_OK):
         print("FAIL: %s not found or not executable (S3O_BIN_DIR=%s)" % (DAEMON_BIN, BIN_DIR))
         sys.exit(1)
+    if HTTP_PATH not in HTTP_PATHS:
+        print("FAIL: S3O_E2E_HTTP=%s: expected one of %s" % (HTTP_PATH, ", ".join(HTTP_PATHS)))
+        sys.exit(1)
     wanted = sys.argv[1:]
-    selected = [t for t in tests if not wanted or t.__name__ in wanted]
+    selected = [t for t in tests if (not wanted or t.__name__ in wanted) and (not https() or getattr(t, "both_paths", False))]
+    if https() and not selected:
+        print("FAIL: S3O_E2E_HTTP=https and no @both_paths test selected here")
+        sys.exit(1)
+    print("HTTP path: %s" % HTTP_PATH, flush=True)
     failed = []
     skipped = []
     t_all = time.monotonic()
@@ -977,6 +1149,8 @@ def run(tests, watchdog=280):
         except Exception:
             err = "ERROR: %s" % traceback.format_exc()
         reports = ctx.close()
+        if not err and why_skipped is None and https():
+            reports = _path_problems(ctx) + reports
         if reports and not err:
             err = "FAIL: daemon problems found at cleanup:\n" + "\n".join(reports[:20])
         if err:

@@ -12,6 +12,7 @@ from harness import (  # noqa: E402
     SQL_DIR,
     Failure,
     audit_lines,
+    both_paths,
     check,
     check_eq,
     make_config,
@@ -37,6 +38,7 @@ def check_nothing_lost(ctx, r, ids, path, what):
     return dups
 
 
+@both_paths
 def test_sigterm_during_delivery_then_restart(ctx):
     r = ctx.receiver()
     r.set("/sink", 200, delay=0.3)
@@ -165,6 +167,7 @@ def test_terminate_backends_reconnect(ctx):
     check_nothing_lost(ctx, r, all_ids, "/sink", "pg_terminate_backend")
 
 
+@both_paths
 def test_connection_reset_by_endpoint(ctx):
     r = ctx.receiver()
     r.set("/reset", mode="reset")
@@ -184,6 +187,7 @@ def test_connection_reset_by_endpoint(ctx):
     r.set("/reset", 200)
     r.wait_count(1, "/reset", ok=True, timeout=5)
     outcomes = [q.outcome for q in r.all("/reset")]
+    print("requests on /reset: %s" % outcomes)
     # The client sends a request again, once, on a fresh connection when a
     # reused one is reset, so one attempt can be two requests: check the
     # shape only.
@@ -199,6 +203,35 @@ def test_connection_reset_by_endpoint(ctx):
     check_eq([], audit_lines(d), "audit lines (nothing dropped)")
 
 
+@both_paths
+def test_connection_reset_mid_response(ctx):
+    """The endpoint resets a reused connection after the status line and
+    one header of a 200: the answer is incomplete, so the attempt failed;
+    and as an answer had begun, the request is not sent again at once on a
+    fresh connection (the receiver has it): the retry waits for the backoff."""
+    r = ctx.receiver()
+    r.script("/mid", [200, {"mode": "reset_mid"}])
+    cfg = make_config([("mid", {"url": r.url("/mid"), "events": "*", "max_retries": 5, "backoff_max": "1s"})], sweep_interval="60s")
+    d = ctx.daemon(cfg).start()
+    first = ctx.db.insert_one("s3:ObjectCreated:Put", "mid/a")
+    r.wait_ids([first["event_id"]], "/mid", timeout=5)
+    wait_until(lambda: ctx.db.outbox_count() == 0, 5, "the first event settled (its connection idle)")
+    second = ctx.db.insert_one("s3:ObjectCreated:Put", "mid/b")
+    r.wait_ids([second["event_id"]], "/mid", timeout=6)
+    reqs = r.all("/mid")
+    failed = [x.get("message") for x in d.log() if "failed" in str(x.get("message"))]
+    print("requests on /mid: %s; failed attempts: %s" % ([(q.outcome, q.conn_id) for q in reqs], failed))
+    check_eq([200, "reset_mid", 200], [q.outcome for q in reqs], "requests on /mid: one each, the cut answer not sent again at once")
+    check_eq(reqs[0].conn_id, reqs[1].conn_id, "the second event went on the first one's connection (reused)")
+    check_eq([first["event_id"], second["event_id"], second["event_id"]], [q.event_id for q in reqs], "event of each request")
+    gap = reqs[2].mono - reqs[1].mono
+    check(0.7 <= gap <= 1.6, "the retry after a cut answer comes after the backoff (backoff_max 1s)", "0.7 .. 1.6 s", "%.3f s" % gap)
+    check_eq(1, len(failed), "failed attempts logged")
+    wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 5, "an empty queue")
+    check_eq([], audit_lines(d), "audit lines (nothing dropped)")
+
+
+@both_paths
 def test_endpoint_closes_keep_alive_connections(ctx):
     """The endpoint answers 200, then closes the connection without a
     Connection: close header, as servers with a short keep-alive timeout do.
@@ -260,6 +293,7 @@ if __name__ == "__main__":
             test_sigkill_crash_then_restart,
             test_terminate_backends_reconnect,
             test_connection_reset_by_endpoint,
+            test_connection_reset_mid_response,
             test_endpoint_closes_keep_alive_connections,
             test_refuses_without_schema,
         ]

@@ -6,9 +6,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import audit_lines, check, check_eq, make_config, percentile, run  # noqa: E402
+from harness import audit_lines, both_paths, check, check_eq, make_config, percentile, run  # noqa: E402
 
 
+@both_paths
 def test_hanging_endpoint_does_not_delay_another(ctx):
     r = ctx.receiver()
     r.set("/hang", mode="hang")
@@ -66,6 +67,7 @@ def test_hanging_endpoint_does_not_delay_another(ctx):
     check_eq([], audit_lines(d), "audit lines (nothing dropped)")
 
 
+@both_paths
 def test_failing_endpoint_does_not_delay_another(ctx):
     r = ctx.receiver()
     r.set("/down", 503)

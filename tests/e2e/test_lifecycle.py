@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, check_eq, free_port, make_config, run, wait_until  # noqa: E402
+from harness import both_paths, check, check_eq, free_port, make_config, run, wait_until  # noqa: E402
 
 
 def test_unknown_endpoint_stays_queued(ctx):
@@ -38,6 +38,7 @@ def test_unknown_endpoint_stays_queued(ctx):
     check_eq(0, d.stop(), "exit status")
 
 
+@both_paths
 def test_second_signal_exits_at_once(ctx):
     """With a POST hanging, the first SIGTERM waits (shutdown_timeout 30s);
     a second one ends the process at once; the unsettled claim comes back

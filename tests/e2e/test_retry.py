@@ -10,6 +10,7 @@ from harness import (  # noqa: E402
     Failure,
     as_int,
     audit_lines,
+    both_paths,
     check,
     check_eq,
     expected_body,
@@ -48,6 +49,7 @@ def wait_empty(ctx, timeout=5.0):
         )
 
 
+@both_paths
 def test_retry_then_success(ctx):
     r = ctx.receiver()
     cfg = make_config(
@@ -88,6 +90,7 @@ def test_retry_then_success(ctx):
     check_eq([], audit_lines(d), "audit lines (nothing dropped)")
 
 
+@both_paths
 def test_retry_after(ctx):
     r = ctx.receiver()
     cfg = make_config(
@@ -127,6 +130,7 @@ def test_retry_after(ctx):
     wait_empty(ctx)
 
 
+@both_paths
 def test_exhaustion_drops_with_audit(ctx):
     r = ctx.receiver()
     cfg = make_config(
@@ -162,33 +166,40 @@ def test_exhaustion_drops_with_audit(ctx):
         check("500" in str(a.get("last_error")) if ep == "dead" else "410" in str(a.get("last_error")), "audit last_error names the status", "contains the HTTP status", a.get("last_error"))
 
 
+@both_paths
 def test_redirect_not_followed(ctx):
     r = ctx.receiver()
     r.set("/redir", 302, headers={"Location": r.url("/target")})
     r.set("/redir301", 301, headers={"Location": "/target"})
+    r.set("/redir303", 303, headers={"Location": "/target"})
     cfg = make_config(
         [
             ("redir", {"url": r.url("/redir"), "events": "*", "max_retries": 1, "backoff_max": "1s"}),
             ("redir301", {"url": r.url("/redir301"), "events": "*", "max_retries": 0}),
+            ("redir303", {"url": r.url("/redir303"), "events": "*", "max_retries": 0}),
         ],
         sweep_interval="60s",
     )
     d = ctx.daemon(cfg).start()
     ctx.db.insert_one("s3:ObjectCreated:Put", "redir/a")
     seen = watch_delivery(
-        ctx, lambda: len([a for a in audit_lines(d) if a.get("endpoint") in ("redir", "redir301")]) >= 2, 10, "both redirecting deliveries to be dropped"
+        ctx, lambda: len([a for a in audit_lines(d) if a.get("endpoint") in ("redir", "redir301", "redir303")]) >= 3, 10, "the redirecting deliveries to be dropped"
     )
     wait_empty(ctx)
     time.sleep(0.5)
     check_eq(0, r.count("/target"), "requests on the Location target (redirects must not be followed)")
     check_eq([302, 302], [q.outcome for q in r.all("/redir")], "attempts on /redir (302 is a failure, retried once)")
     check_eq([301], [q.outcome for q in r.all("/redir301")], "attempts on /redir301")
+    check_eq([303], [q.outcome for q in r.all("/redir303")], "attempts on /redir303")
+    # A client that follows a 302 or 303 turns the POST into a GET.
+    check_eq(["POST"] * 4, [q.method for q in r.all()], "methods of every request received (no GET from a followed redirect)")
     errs = sorted(set(str(s["last_error"]) for s in seen if s["endpoint"] == "redir"))
     print("last_error while retrying: %s" % errs)
     a = [a for a in audit_lines(d) if a.get("endpoint") == "redir"][0]
     check("302" in str(a.get("last_error")), "audit last_error of the redirect", "contains 302", a.get("last_error"))
 
 
+@both_paths
 def test_timeout_is_failure(ctx):
     r = ctx.receiver()
     r.set("/slow", 200, delay=2.0)
