@@ -127,12 +127,12 @@ def resend_after(ctx, fail_mode, how):
         check(clients and "built-in" in clients[0], "the endpoint at an IP address goes through the built-in client", "built-in", clients)
 
         first = ctx.db.insert_one("s3:ObjectCreated:Put", "resend/first")
-        wait_until(lambda: len(r.answered()) == 1, 10, "the first event answered")
-        wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 5, "the first event settled")
+        wait_until(lambda: len(r.answered()) == 1, 30, "the first event answered")
+        wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 15, "the first event settled")
         # The connection is now idle in the daemon's pool: the next request reuses it.
         second = ctx.db.insert_one("s3:ObjectCreated:Put", "resend/second")
-        wait_until(lambda: len(r.answered()) == 2, 10, "the second event answered on a fresh connection")
-        wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 5, "an empty queue")
+        wait_until(lambda: len(r.answered()) == 2, 30, "the second event answered on a fresh connection")
+        wait_until(lambda: ctx.db.outbox_count() == 0 and ctx.db.delivery_count() == 0, 15, "an empty queue")
 
         got = r.all()
         print("%s: requests (connection, nth on it, id, answered): %s" % (fail_mode, got))
