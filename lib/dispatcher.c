@@ -217,6 +217,8 @@ void dispatcher_free(struct dispatcher *d)
 		job_unlink(d, j);
 		job_free(j);
 	}
+	job_free_list(d->settling);
+	job_free_list(d->settling_sent);
 	struct event *evs[] = {d->sweep_timer, d->retry_timer, d->shutdown_timer, d->kick_ev,
 			       d->stats_timer, d->claim_timer, d->renew_timer,	  d->settle_timer};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)

@@ -211,6 +211,7 @@ bool claim_new(struct dispatcher *d)
 	if (store_claim_new(d->work, want, d->claim_after, d->cfg->lease_ms, claim_new_cb, d) != 0)
 		return false;
 	d->claiming = true;
+	d->claim_sent_ms = clock_mono_ms();
 	d->claim_notifies = d->notifies;
 	d->claim_want = want;
 	d->prev_claim_start_us = d->claim_start_us;
@@ -246,6 +247,7 @@ bool claim_retries(struct dispatcher *d)
 		return false;
 	}
 	d->claiming = true;
+	d->claim_sent_ms = clock_mono_ms();
 	return true;
 }
 

@@ -48,6 +48,7 @@ struct delivery {
 	int attempts;	 /* attempts made, this one included once it ran */
 	bool holds_slot; /* POSTed: counts as unsettled from its job's end to settlement */
 	uint64_t delay_ms;
+	uint64_t deadline_ms; /* monotonic: when its POST times out */
 	char *error;
 };
 
@@ -59,7 +60,7 @@ struct job {
 	char token[40];
 	bool retry;
 	int64_t created_us; /* commit-to-delivery lag starts here */
-	uint64_t leased_ms; /* monotonic time its lease was last set */
+	uint64_t leased_ms; /* monotonic: when the claim or renewal that set its lease was sent */
 	bool renewing;	    /* in the lease renewal being sent */
 	bool lost;	    /* a renewal found its row claimed by someone else */
 	char *event_id;
@@ -118,6 +119,10 @@ struct dispatcher {
 	 * (0: from the start); claim_want is what the running claim asked for. */
 	int64_t claim_after;
 	unsigned claim_want;
+	/* Monotonic: when the running claim was sent. The database counts its
+	 * leases from a moment no earlier: from the answer, a claim that waited
+	 * (a lock, a busy server) would seem to hold its rows longer than it does. */
+	uint64_t claim_sent_ms;
 	/* Rows of the last claim of new events that had any (endpoint share). */
 	unsigned share_rows;
 	bool busy;   /* draining: claims come back full, or rows come in under load */
@@ -134,6 +139,10 @@ struct dispatcher {
 
 	struct job *jobs;
 	unsigned njobs;
+	/* Finished jobs whose outcomes are in pending, and in inflight: their
+	 * leases are renewed until the settlement commits, or a slow one would
+	 * let another claim take a delivered row and send it again. */
+	struct job *settling, *settling_sent;
 	struct store_batch *pending, *inflight;
 	unsigned *pending_slots, *inflight_slots; /* per endpoint, freed when settled */
 	unsigned pending_jobs;			  /* outcomes in pending */
@@ -180,6 +189,8 @@ void endpoint_release(struct endpoint *ep);
 void job_from_row(struct dispatcher *d, const struct store_row *row, struct endpoint *retry_ep);
 void job_unlink(struct dispatcher *d, struct job *j);
 void job_free(struct job *j);
+/* Free a list of finished jobs (linked by next). */
+void job_free_list(struct job *j);
 /* A delivery has its outcome: finish the job once it was the last. */
 void delivery_done(struct dispatcher *d, struct delivery *dl);
 /* Start queued deliveries while the endpoint has free slots. */

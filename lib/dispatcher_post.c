@@ -101,11 +101,15 @@ static void post_done_cb(const struct http_result *r, void *arg)
 	dispatcher_kick(d);
 }
 
-/* Never send what another daemon may have taken: after a freeze, say, the
- * lease ran out, or a renewal found the row claimed again. */
-static bool claim_held(const struct job *j, const struct dispatcher *d)
+/* Never send what another daemon may take before the POST ends: after a
+ * freeze, say, the lease ran out, or a renewal found the row claimed again.
+ * The lease must last until the POST's timeout at least: a 2xx that came
+ * after it had run out would be settled too late, after another claim had
+ * taken the row and sent it again. (Renewals keep it from then on until the
+ * settlement.) */
+static bool lease_covers(const struct job *j, const struct dispatcher *d, uint64_t until_ms)
 {
-	return !j->lost && clock_mono_ms() - j->leased_ms < d->cfg->lease_ms;
+	return !j->lost && until_ms - j->leased_ms < d->cfg->lease_ms;
 }
 
 /* Asked by the HTTP client at the last moment: a process frozen between
@@ -113,14 +117,16 @@ static bool claim_held(const struct job *j, const struct dispatcher *d)
 static bool may_send_cb(void *arg)
 {
 	const struct delivery *dl = arg;
-	return claim_held(dl->job, dl->ep->d);
+	return lease_covers(dl->job, dl->ep->d, dl->deadline_ms);
 }
 
 static void post_start(struct endpoint *ep, struct delivery *dl)
 {
 	struct job *j = dl->job;
-	if (!claim_held(j, ep->d)) {
-		log_debug("claim of %s lost: handed back unsent", j->event_id);
+	dl->deadline_ms = clock_mono_ms() + ep->cfg->timeout_ms;
+	if (!lease_covers(j, ep->d, dl->deadline_ms)) {
+		log_debug("claim of %s lost or too short for a POST: handed back unsent",
+			  j->event_id);
 		dl->state = DEL_HANDBACK;
 		delivery_done(ep->d, dl);
 		return;
@@ -215,6 +221,15 @@ void job_free(struct job *j)
 	free(j);
 }
 
+void job_free_list(struct job *j)
+{
+	while (j) {
+		struct job *next = j->next;
+		job_free(j);
+		j = next;
+	}
+}
+
 void job_unlink(struct dispatcher *d, struct job *j)
 {
 	if (j->prev)
@@ -267,7 +282,7 @@ void job_from_row(struct dispatcher *d, const struct store_row *row, struct endp
 		return;
 	}
 	j->id = id;
-	j->leased_ms = clock_mono_ms();
+	j->leased_ms = d->claim_sent_ms;
 	snprintf(j->token, sizeof(j->token), "%s", row->token);
 	j->retry = retry_ep != NULL;
 	j->event_id = strdup(row->event_id);

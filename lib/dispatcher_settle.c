@@ -52,7 +52,12 @@ void job_finish(struct dispatcher *d, struct job *j)
 		}
 	}
 	job_unlink(d, j);
-	job_free(j);
+	/* Kept, for the renewal of its lease, until its settlement commits. */
+	free(j->body);
+	j->body = NULL;
+	j->prev = NULL;
+	j->next = d->settling;
+	d->settling = j;
 	dispatcher_kick(d);
 }
 
@@ -75,6 +80,8 @@ static void settle_cb(bool ok, void *arg)
 			arm_retry(d, delay + DISPATCHER_RETRY_SLACK_MS);
 		store_batch_free(d->inflight);
 		d->inflight = NULL;
+		job_free_list(d->settling_sent);
+		d->settling_sent = NULL;
 		for (size_t i = 0; i < d->neps; i++) {
 			d->eps[i].unsettled -= d->inflight_slots[i];
 			d->inflight_slots[i] = 0;
@@ -113,7 +120,9 @@ void settle_flush(struct dispatcher *d)
 		d->pending = fresh;
 		unsigned *slots = d->inflight_slots;
 		d->inflight_slots = d->pending_slots;
-		d->pending_slots = slots; /* all zero: released by the last settle_cb */
+		d->pending_slots = slots;	/* all zero: released by the last settle_cb */
+		d->settling_sent = d->settling; /* NULL: freed by the last settle_cb */
+		d->settling = NULL;
 		log_debug("settling %u events", d->pending_jobs);
 		d->pending_jobs = 0;
 	}
