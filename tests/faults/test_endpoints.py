@@ -164,6 +164,7 @@ class RawServer:
       trickle  a valid 200 response, one byte per second
       random   512 random bytes, then close
       hello    "hello\\r\\n\\r\\n", then close
+      bytes    the bytes given to answer(), then close
     A script (list of modes) per path is consumed first, then the default.
     Every request is recorded: path, event id, mode, when it was read and
     when the client closed the connection. tls: an ssl.SSLContext to serve
@@ -174,6 +175,7 @@ class RawServer:
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.modes = {}
+        self.answers = {}
         self.scripts = {}
         self.default = default
         self.requests = []
@@ -197,6 +199,12 @@ class RawServer:
         with self.lock:
             self.modes[path] = mode
             self.scripts.pop(path, None)
+
+    def answer(self, path, data):
+        """Answer every request on path with data, then close."""
+        with self.lock:
+            self.answers[path] = data
+        self.set(path, "bytes")
 
     def script(self, path, modes):
         with self.lock:
@@ -305,6 +313,9 @@ class RawServer:
                 if mode == "ok":
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                     continue
+                if mode == "bytes":
+                    c.sendall(self.answers[req["path"]])
+                    return
                 if mode in ("random", "hello"):
                     c.sendall(os.urandom(512) if mode == "random" else b"hello\r\n\r\n")
                     return
@@ -513,6 +524,51 @@ def test_garbage_not_http(ctx):
     check_counts(admin, {"random": {"delivered": 0, "failed": 9, "dropped": 3}, "hello": {"delivered": 3, "failed": 3, "dropped": 0}})
 
 
+# Answers a receiver should not give, and what each client makes of them:
+# (name, bytes, outcome on the built-in client, outcome on libcurl). The
+# built-in client holds to RFC 9112 where libcurl is lenient
+# (docs/operating.md, "The two HTTP clients").
+ODD_ANSWERS = [
+    ("no-reason", b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "ok", "ok"),
+    ("bare-lf", b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", "ok", "ok"),
+    ("http10-to-close", b"HTTP/1.0 200 OK\r\n\r\nbody to the close", "ok", "ok"),
+    ("continue-then-200", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "ok", "ok"),
+    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "ok", "ok"),
+    ("status-299", b"HTTP/1.1 299 Odd\r\nContent-Length: 0\r\n\r\n", "ok", "ok"),
+    ("body-cut-short", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", "fail", "fail"),
+    ("two-lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "fail", "fail"),
+    ("status-600", b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n", "fail", "fail"),
+    ("nothing", b"", "fail", "fail"),
+    ("lowercase-http", b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "fail", "ok"),
+    ("http2-status-line", b"HTTP/2 200\r\nContent-Length: 0\r\n\r\n", "fail", "ok"),
+    ("length-overflows", b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nok", "fail", "ok"),
+]
+
+
+@both_paths
+def test_odd_answers(ctx):
+    """Answers that bend HTTP/1.1: each client delivers or fails each one
+    as documented; never a crash, and each attempt is one request."""
+    raw = raw_server(ctx)
+    eps = []
+    for name, data, _, _ in ODD_ANSWERS:
+        raw.answer("/" + name, data)
+        eps.append((name, {"url": raw.url("/" + name), "events": "*", "timeout": "2s", "max_retries": 0}))
+    d = ctx.daemon(make_config(eps, sweep_interval="60s", max_in_flight=len(eps) * 2)).start()
+    row = ctx.db.insert_one("s3:ObjectCreated:Put", "odd/a")
+    wait_empty(ctx)
+    got, want = {}, {}
+    for name, _, builtin, libcurl in ODD_ANSWERS:
+        want[name] = libcurl if https() else builtin
+        au = audits_for(d, name)
+        got[name] = "fail" if au else "ok"
+        print("%-18s %s%s" % (name, got[name], ": " + str(au[0].get("last_error")) if au else ""))
+    check_eq(want, got, "outcome of each odd answer on this path (%s)" % ("libcurl" if https() else "the built-in client"))
+    check_eq(sorted("/" + n for n, _, _, _ in ODD_ANSWERS), sorted(r["path"] for r in raw.all()), "requests: one per endpoint")
+    check(all(r["event_id"] == row["event_id"] for r in raw.all()), "the event of every request", row["event_id"], [r["event_id"] for r in raw.all()])
+    check_alive(d)
+
+
 @both_paths
 def test_429_retry_after(ctx):
     """429 with Retry-After: 3 (seconds) and with an HTTP date ~3 s ahead,
@@ -657,6 +713,7 @@ if __name__ == "__main__":
             test_accepting_never_answering,
             test_one_byte_per_second,
             test_garbage_not_http,
+            test_odd_answers,
             test_429_retry_after,
             test_410_is_a_failure,
             test_tls_untrusted_ca_then_ca_file,
