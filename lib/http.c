@@ -11,6 +11,8 @@
 #include "clock.h"
 #include "http1.h"
 
+#define HTTP_CA_CACHE_S 3600
+
 struct http_target {
 	struct http1_target *plain; /* NULL: libcurl sends */
 	char *url;
@@ -44,6 +46,7 @@ struct http {
 	struct event *timer;
 	struct http_xfer *free_list; /* finished transfers, easy handles kept for reuse */
 	struct http_xfer *active_list;
+	bool default_cainfo; /* libcurl has a CA file built in */
 };
 
 /* Take a transfer out of the multi handle and keep it for reuse. */
@@ -207,6 +210,13 @@ struct http *http_new(struct event_base *base, unsigned max_connections)
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_connections);
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	/* Whether libcurl has a CA file built in, to leave out its CA directory. */
+	CURL *probe = curl_easy_init();
+	char *cainfo = NULL;
+	if (probe && curl_easy_getinfo(probe, CURLINFO_CAINFO, &cainfo) == CURLE_OK && cainfo &&
+	    cainfo[0])
+		h->default_cainfo = true;
+	curl_easy_cleanup(probe);
 	return h;
 }
 
@@ -333,6 +343,14 @@ int http_post(struct http *h, const struct http_target *t, const struct http_req
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (t->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
+	if (t->ca_file || h->default_cainfo)
+		/* CAs from a file alone: libcurl then keeps the store it loaded for
+		 * the next connections, where a CA directory as well (Debian's
+		 * libcurl has /etc/ssl/certs built in) has it load the file again,
+		 * in full, for every new connection. */
+		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	/* Kept an hour: a renewed CA file is read again without a restart. */
+	curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, (long)HTTP_CA_CACHE_S);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
