@@ -345,7 +345,7 @@ class Receiver:
         self.requests = []
         self.behaviours = {}
         self.stop_event = threading.Event()
-        self._conn_ids = {}
+        self._conns = 0  # connections seen: the last conn_id given
         self.host = host
         self.server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         self.server.receiver = self
@@ -443,7 +443,12 @@ class Receiver:
         body = self._read_body(h)
         path = h.path.split("?", 1)[0]
         with self.cond:
-            cid = self._conn_ids.setdefault(id(h), len(self._conn_ids) + 1)
+            # On the handler, one per connection: an id() of a handler
+            # gone can come back for the next one.
+            cid = getattr(h, "e2e_conn_id", None)
+            if cid is None:
+                self._conns += 1
+                cid = h.e2e_conn_id = self._conns
             beh = self.behaviours.get(path) or self.behaviours.get("*") or Behaviour()
             action = beh.next_action()
             req = Request(h.command, path, list(h.headers.items()), body, cid, action)
