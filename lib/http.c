@@ -15,6 +15,7 @@
 
 struct http_target {
 	struct http1_target *plain; /* NULL: libcurl sends */
+	uint64_t id;		    /* unique: what an easy handle was set up for */
 	char *url;
 	char *ca_file;		    /* NULL: the system's CAs */
 	struct curl_slist *headers; /* the fixed lines, for libcurl */
@@ -24,6 +25,7 @@ struct http_xfer {
 	struct http_xfer *next, *prev; /* in the active list, or next in the free list */
 	struct http *h;
 	CURL *easy;
+	uint64_t target_id; /* the target whose options easy holds, 0 for none */
 	http_done_cb cb;
 	bool (*may_send)(void *arg);
 	void *arg;
@@ -245,7 +247,6 @@ static struct http_xfer *xfer_get(struct http *h)
 	struct http_xfer *x = h->free_list;
 	if (x) {
 		h->free_list = x->next;
-		curl_easy_reset(x->easy);
 		return x;
 	}
 	x = calloc(1, sizeof(*x));
@@ -274,10 +275,14 @@ struct http_target *http_target_new(const char *url, const char *const *header_l
 	struct http_target *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	static uint64_t last_id;
+	t->id = ++last_id;
 	t->plain = http1_target_new(url, header_lines, n);
 	if (t->plain)
 		return t;
-	if (!(t->url = strdup(url)) || (ca_file && ca_file[0] && !(t->ca_file = strdup(ca_file))))
+	if (!(t->url = strdup(url)))
+		goto fail;
+	if (ca_file && ca_file[0] && !(t->ca_file = strdup(ca_file)))
 		goto fail;
 	for (size_t i = 0; i < n; i++)
 		if (!header_add(&t->headers, header_lines[i]))
@@ -307,6 +312,40 @@ bool http_target_builtin(const struct http_target *t)
 	return t->plain != NULL;
 }
 
+/* Give x's easy handle the options every POST to t has. An easy handle
+ * keeps its options from one transfer to the next, so this runs when it
+ * last served another target (or none), not before every POST. */
+static void easy_setup(const struct http *h, struct http_xfer *x, const struct http_target *t)
+{
+	CURL *e = x->easy;
+	if (x->target_id)
+		curl_easy_reset(e);
+	x->target_id = t->id;
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_URL, t->url);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (t->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
+	if (t->ca_file || h->default_cainfo)
+		/* CAs from a file alone: libcurl then keeps the store it loaded for
+		 * the next connections, where a CA directory as well (Debian's
+		 * libcurl has /etc/ssl/certs built in) has it load the file again,
+		 * in full, for every new connection. */
+		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	/* Kept an hour: a renewed CA file is read again without a restart. */
+	curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, (long)HTTP_CA_CACHE_S);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+}
+
 int http_post(struct http *h, const struct http_target *t, const struct http_request *req,
 	      http_done_cb cb, void *arg)
 {
@@ -328,36 +367,13 @@ int http_post(struct http *h, const struct http_target *t, const struct http_req
 		headers = &x->extra;
 	}
 	CURL *e = x->easy;
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_URL, t->url);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	if (x->target_id != t->id)
+		easy_setup(h, x, t);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (t->ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
-	if (t->ca_file || h->default_cainfo)
-		/* CAs from a file alone: libcurl then keeps the store it loaded for
-		 * the next connections, where a CA directory as well (Debian's
-		 * libcurl has /etc/ssl/certs built in) has it load the file again,
-		 * in full, for every new connection. */
-		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-	/* Kept an hour: a renewed CA file is read again without a restart. */
-	curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, (long)HTTP_CA_CACHE_S);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
-	if (req->may_send) {
-		curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
-		curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
-	}
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, req->may_send ? prereq_cb : NULL);
 	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
 		x->next = h->free_list;
 		h->free_list = x;
