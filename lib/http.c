@@ -16,7 +16,8 @@
 struct http_target {
 	struct http1_target *plain; /* NULL: libcurl sends */
 	uint64_t id;		    /* unique: what an easy handle was set up for */
-	char *url;
+	CURLU *url;		    /* parsed once, not for every POST */
+	char *bad_url;		    /* or the text libcurl refused to parse: each POST fails */
 	char *ca_file;		    /* NULL: the system's CAs */
 	struct curl_slist *headers; /* the fixed lines, for libcurl */
 };
@@ -280,8 +281,17 @@ struct http_target *http_target_new(const char *url, const char *const *header_l
 	t->plain = http1_target_new(url, header_lines, n);
 	if (t->plain)
 		return t;
-	if (!(t->url = strdup(url)))
+	/* Parsed with the flags libcurl gives a CURLOPT_URL; one it refuses is
+	 * kept as text, for each attempt to fail as it did before. */
+	if (!(t->url = curl_url()))
 		goto fail;
+	if (curl_url_set(t->url, CURLUPART_URL, url,
+			 CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+		curl_url_cleanup(t->url);
+		t->url = NULL;
+		if (!(t->bad_url = strdup(url)))
+			goto fail;
+	}
 	if (ca_file && ca_file[0] && !(t->ca_file = strdup(ca_file)))
 		goto fail;
 	for (size_t i = 0; i < n; i++)
@@ -301,7 +311,8 @@ void http_target_free(struct http_target *t)
 	if (!t)
 		return;
 	http1_target_free(t->plain);
-	free(t->url);
+	curl_url_cleanup(t->url);
+	free(t->bad_url);
 	free(t->ca_file);
 	curl_slist_free_all(t->headers);
 	free(t);
@@ -322,7 +333,10 @@ static void easy_setup(const struct http *h, struct http_xfer *x, const struct h
 		curl_easy_reset(e);
 	x->target_id = t->id;
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_URL, t->url);
+	if (t->url)
+		curl_easy_setopt(e, CURLOPT_CURLU, t->url);
+	else
+		curl_easy_setopt(e, CURLOPT_URL, t->bad_url);
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
