@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ struct http_target {
 	CURLU *url;		    /* parsed once, not for every POST */
 	char *bad_url;		    /* or the text libcurl refused to parse: each POST fails */
 	char *ca_file;		    /* NULL: the system's CAs */
+	char *proxy, *noproxy;	    /* from the environment at creation, "" for none */
 	struct curl_slist *headers; /* the fixed lines, for libcurl */
 };
 
@@ -262,6 +264,36 @@ static struct http_xfer *xfer_get(struct http *h)
 	return x;
 }
 
+/* The proxy libcurl would find in the environment for a URL with this
+ * scheme: <scheme>_proxy, in capitals too except HTTP_PROXY (which a CGI
+ * client could set), then all_proxy or ALL_PROXY. "" for none. Read once
+ * here, where libcurl would read it again for every transfer. */
+static char *env_proxy(const char *scheme)
+{
+	char name[32];
+	int n = snprintf(name, sizeof(name), "%s_proxy", scheme);
+	const char *v = n > 0 && (size_t)n < sizeof(name) ? getenv(name) : NULL;
+	if (!v && n > 0 && (size_t)n < sizeof(name) && strcmp(scheme, "http") != 0) {
+		for (char *c = name; *c; c++)
+			*c = (char)toupper((unsigned char)*c);
+		v = getenv(name);
+	}
+	if (!v)
+		v = getenv("all_proxy");
+	if (!v)
+		v = getenv("ALL_PROXY");
+	return strdup(v ? v : "");
+}
+
+/* The hosts that go without a proxy, as libcurl reads them. */
+static char *env_noproxy(void)
+{
+	const char *v = getenv("no_proxy");
+	if (!v)
+		v = getenv("NO_PROXY");
+	return strdup(v ? v : "");
+}
+
 static bool header_add(struct curl_slist **list, const char *line)
 {
 	struct curl_slist *l = curl_slist_append(*list, line);
@@ -294,6 +326,14 @@ struct http_target *http_target_new(const char *url, const char *const *header_l
 	}
 	if (ca_file && ca_file[0] && !(t->ca_file = strdup(ca_file)))
 		goto fail;
+	char *scheme = NULL;
+	if (t->url && curl_url_get(t->url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK) {
+		t->proxy = env_proxy(scheme);
+		t->noproxy = env_noproxy();
+		curl_free(scheme);
+		if (!t->proxy || !t->noproxy)
+			goto fail;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (!header_add(&t->headers, header_lines[i]))
 			goto fail;
@@ -313,6 +353,8 @@ void http_target_free(struct http_target *t)
 	http1_target_free(t->plain);
 	curl_url_cleanup(t->url);
 	free(t->bad_url);
+	free(t->proxy);
+	free(t->noproxy);
 	free(t->ca_file);
 	curl_slist_free_all(t->headers);
 	free(t);
@@ -337,6 +379,11 @@ static void easy_setup(const struct http *h, struct http_xfer *x, const struct h
 		curl_easy_setopt(e, CURLOPT_CURLU, t->url);
 	else
 		curl_easy_setopt(e, CURLOPT_URL, t->bad_url);
+	if (t->proxy) {
+		/* Both set: libcurl looks in the environment no more. */
+		curl_easy_setopt(e, CURLOPT_PROXY, t->proxy);
+		curl_easy_setopt(e, CURLOPT_NOPROXY, t->noproxy);
+	}
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
