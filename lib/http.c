@@ -12,7 +12,8 @@
 #include "clock.h"
 #include "http1.h"
 
-#define HTTP_CA_CACHE_S 3600
+#define HTTP_CA_CACHE_S	   3600
+#define HTTP_UPLOAD_BUFFER 16384
 
 struct http_target {
 	struct http1_target *plain; /* NULL: libcurl sends */
@@ -401,6 +402,10 @@ static void easy_setup(const struct http *h, struct http_xfer *x, const struct h
 		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
 	/* Kept an hour: a renewed CA file is read again without a restart. */
 	curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, (long)HTTP_CA_CACHE_S);
+	/* libcurl copies what it sends over TLS into an upload buffer that it
+	 * allocates for each transfer and frees at its end: 64 KiB unless told,
+	 * where a request with its body fits in 16 KiB, the least it takes. */
+	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)HTTP_UPLOAD_BUFFER);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
