@@ -89,10 +89,13 @@ def test_failing_endpoint_does_not_delay_another(ctx):
     ctx.daemon(cfg).start()
     t0 = time.monotonic()
     ids = ctx.db.insert_many(300, subject_prefix="many/")
-    r.wait_ids(ids, "/fast", timeout=10)
+    r.wait_ids(ids, "/fast", timeout=30)
     took = time.monotonic() - t0
     print("300 events on /fast after %.2f s while /down fails (%d failed attempts so far)" % (took, r.count("/down", ok=None)))
-    check(took < 6.0, "300 events to the healthy endpoint while the other answers 503", "< 6 s", "%.2f s" % took)
+    # Idle, this takes 1-3 s, and 6.7 s was seen beside stress-ng --cpu 2:
+    # the bound leaves room for a busy machine, not for /fast waiting on
+    # /down's retries (due every second, 4 slots, 300 events).
+    check(took < 20.0, "300 events to the healthy endpoint while the other answers 503", "< 20 s", "%.2f s" % took)
     check_eq(300, r.count("/fast"), "requests on /fast (no duplicates)")
     r.set("/down", 200)
     r.wait_ids(ids, "/down", timeout=20)

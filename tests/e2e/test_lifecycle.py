@@ -55,10 +55,12 @@ def test_second_signal_exits_at_once(ctx):
     check(d.proc.poll() is None, "still draining after the first signal", "running", d.proc.poll())
     t0 = time.monotonic()
     d.proc.send_signal(signal.SIGTERM)
-    d.proc.wait(5)
+    d.proc.wait(15)
     took = time.monotonic() - t0
     d.stopped_by_test = True
-    check(took < 1.0, "exit after the second signal", "< 1 s", "%.2f s" % took)
+    # At once: not after the hanging POST's timeout (20 s) or the shutdown's
+    # (30 s). Under a sanitizer on a busy machine, exiting takes a second or two.
+    check(took < 5.0, "exit after the second signal", "< 5 s", "%.2f s" % took)
     check_eq("1", ctx.db.scalar("SELECT count(*) FROM notification_outbox WHERE event_id = '%s'" % row["event_id"]),
              "the event is still queued for its lease to expire")
     check(any("second signal" in l.get("message", "") for l in d.log()), "the log says why", "a 'second signal' line", d.log_tail(5))
