@@ -245,6 +245,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "receiver: cannot bind 127.0.0.1:%d: %s\n", port, strerror(errno));
 		return 1;
 	}
+	/* OpenSSL writes to the socket with write(): a reply to a client that
+	 * has reset its connection would otherwise end the receiver. */
+	signal(SIGPIPE, SIG_IGN);
 	struct event *term = evsignal_new(s.base, SIGTERM, signal_cb, s.base);
 	struct event *intr = evsignal_new(s.base, SIGINT, signal_cb, s.base);
 	event_add(term, NULL);
