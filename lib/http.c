@@ -215,7 +215,6 @@ struct http *http_new(struct event_base *base, unsigned max_connections)
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_connections);
-	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 	/* Whether libcurl has a CA file built in, to leave out its CA directory. */
 	CURL *probe = curl_easy_init();
 	char *cainfo = NULL;
@@ -389,7 +388,11 @@ static void easy_setup(const struct http *h, struct http_xfer *x, const struct h
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	/* HTTP/1.1 only, as the built-in client: Debian 12's libcurl (7.88) fails
+	 * HTTP/2 streams when a receiver answers before reading the whole body
+	 * and resets the stream with NO_ERROR, as RFC 9113 allows, and fails
+	 * streams queued on the same connection with it. */
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (t->ca_file)
